@@ -1,0 +1,158 @@
+"""`shipyard server`: the control plane — the management API, the rollout controller,
+retraining and monitoring.
+
+`run_control_plane` opens the registry, issues the first admin key on a database that never
+had one (printed once, to stderr), binds the port, and serves the API until SIGTERM/SIGINT.
+The rollout controller runs as a task of the server's event loop (its database work in
+threads), started with the server and cancelled when it stops. Retraining and monitoring
+(drift of the logged predictions, alerts that start retraining) run in daemon threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shipyard.app.monitor_loop import MonitorConfig, open_monitor
+from shipyard.app.retrain import RetrainLoop, open_runner
+from shipyard.app.serve import open_store
+from shipyard.app.settings import Settings
+from shipyard.app.workers import bind
+from shipyard.auth.keys import KeyStore, ensure_admin_key
+from shipyard.registry.service import Registry
+from shipyard.rollouts.controller import Controller
+from shipyard.rollouts.deployments import Deployments
+from shipyard.rollouts.progress import Rollouts
+from shipyard.transports.api.app import create_app
+from shipyard.transports.api.context import ApiOptions, Background, MiB, acting_as
+from shipyard.transports.api.server import make_api_server, run_api
+
+log = logging.getLogger("shipyard.server")
+
+CONTROLLER_ACTOR = "controller"
+
+
+class ControlSettings(BaseSettings):
+    """Settings of `shipyard server`, from SHIPYARD_SERVER_* (CLI flags override them)."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_SERVER_", frozen=True, extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Interface to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="API port (0: any free).")
+    max_upload_mb: int = Field(default=256, ge=1, le=16_384, description="Model upload limit.")
+    max_body_kb: int = Field(default=1024, ge=1, le=65_536, description="Other request bodies.")
+    controller: bool = Field(default=True, description="Run the rollout controller.")
+    controller_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="How often the controller looks at rollouts."
+    )
+    drain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retrain_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How often retraining schedules are checked."
+    )
+    monitor_interval_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="How often drift is judged (0: off)."
+    )
+    monitor_window_s: float = Field(
+        default=3600.0, gt=0, le=30 * 86_400, description="Logged predictions judged per check."
+    )
+    monitor_min_rows: int = Field(
+        default=200, ge=1, description="Rows a window needs to be judged."
+    )
+    alert_fire_after: int = Field(default=3, ge=1, description="Bad windows in a row to fire.")
+    alert_resolve_after: int = Field(default=3, ge=1, description="Good windows to resolve.")
+    alert_budget_per_hour: int = Field(
+        default=4, ge=0, description="Notifications per rule per hour; the rest are suppressed."
+    )
+    alert_webhook_url: str | None = Field(default=None, description="POST alerts as JSON here.")
+
+    def api_options(self) -> ApiOptions:
+        return ApiOptions(
+            max_upload_bytes=self.max_upload_mb * MiB, max_body_bytes=self.max_body_kb * 1024
+        )
+
+    def monitor_config(self) -> MonitorConfig:
+        return MonitorConfig(
+            window=timedelta(seconds=self.monitor_window_s),
+            min_rows=self.monitor_min_rows,
+            fire_after=self.alert_fire_after,
+            resolve_after=self.alert_resolve_after,
+            budget_per_hour=self.alert_budget_per_hour,
+            webhook_url=self.alert_webhook_url,
+        )
+
+
+BackgroundFactory = Callable[[Registry, ControlSettings], Background | None]  # None: nothing
+
+
+def controller_factory(registry: Registry, control: ControlSettings) -> Background:
+    """The rollout controller over `registry`, ticking every `controller_interval_s`; its
+    decisions are recorded in the ledger as CONTROLLER_ACTOR."""
+    deployments = Deployments(acting_as(registry, CONTROLLER_ACTOR))
+    return Controller(Rollouts(deployments), tick_s=control.controller_interval_s)
+
+
+def announce_admin_key(registry: Registry, keys: KeyStore) -> None:
+    issued = ensure_admin_key(keys)
+    if issued is None:
+        return
+    key, token = issued
+    print(
+        f"shipyard server: created the first admin API key {key.id} — it is shown only now, "
+        f"store it safely:\n  {token}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_control_plane(
+    settings: Settings,
+    control: ControlSettings,
+    *,
+    background: BackgroundFactory = controller_factory,
+) -> int:
+    """Serve the management API until SIGTERM/SIGINT; returns the exit code."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("shipyard").setLevel(logging.INFO)
+    with open_store(settings) as registry:
+        keys = KeyStore.for_registry(registry)
+        announce_admin_key(registry, keys)
+        sock = bind(control.host, control.port, listen=False)
+        retraining = RetrainLoop(open_runner(registry, settings))
+        retraining.start(control.retrain_interval_s)
+        monitoring = None
+        try:
+            if control.monitor_interval_s > 0:
+                monitoring = open_monitor(
+                    registry, settings.home, control.monitor_config(), on_fire=retraining.on_alert
+                )
+                monitoring.start(control.monitor_interval_s)
+            app = create_app(
+                registry,
+                dataclasses.replace(control.api_options(), home=settings.home),
+                key_store=keys,
+                background=background(registry, control) if control.controller else None,
+                retrainer=retraining,
+            )
+            port = int(sock.getsockname()[1])
+            host = f"[{control.host}]" if ":" in control.host else control.host
+            print(
+                f"shipyard server: management API on http://{host}:{port} "
+                "(OpenAPI at /openapi.json, API keys required)",
+                file=sys.stderr,
+                flush=True,
+            )
+            run_api(make_api_server(app, drain_timeout_s=control.drain_timeout_s), sock)
+        finally:
+            if monitoring is not None:
+                monitoring.close()
+            retraining.close(wait=False)
+            sock.close()
+    return 0

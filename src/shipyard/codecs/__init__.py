@@ -1,0 +1,1 @@
+"""shipyard.codecs layer."""

@@ -1,0 +1,1 @@
+"""Retraining: pipelines, their runs, and the validation gate every candidate must pass."""

@@ -1,0 +1,96 @@
+"""What starts a run: a cron schedule, an alert on the model, a volume of new labels, or a
+person (`shipyard retrain`). Deciding is cheap and side-effect free; starting goes through
+`Pipelines.start_run`, whose one-active-run rule and cool-down turn a storm into one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from croniter import croniter
+from sqlalchemy import func, select
+
+from shipyard.jobs.retrain.pipelines import Pipeline, Pipelines, Run
+from shipyard.storage.deployments_table import FeedbackRow, PredictionRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    pipeline: str
+    trigger: str  # schedule | labels | alert.<rule>
+    details: dict[str, object]
+
+
+def schedule_due(pipeline: Pipeline, last_start: datetime | None, now: datetime) -> bool:
+    """True when a cron tick fell between the last run's start (or registration) and now."""
+    if pipeline.config.schedule is None:
+        return False
+    since = last_start or pipeline.created_at
+    following: datetime = croniter(pipeline.config.schedule, since).get_next(datetime)
+    return following <= now
+
+
+def alert_matches(pipeline: Pipeline, subject: str, rule: str) -> bool:
+    wanted = pipeline.config.on_alerts
+    return subject == pipeline.model and ("*" in wanted or rule in wanted)
+
+
+class Triggers:
+    """Finds due pipelines and starts their runs through `start` (the app runs them)."""
+
+    def __init__(self, pipelines: Pipelines, start: Callable[[Due], Run | None]) -> None:
+        self.pipelines = pipelines
+        self.start = start
+
+    def due(self, now: datetime) -> list[Due]:
+        found = []
+        for pipeline in self.pipelines.list():
+            if not (pipeline.config.schedule or pipeline.config.new_labels):
+                continue
+            runs = self.pipelines.runs(pipeline.name, limit=1)
+            last = runs[0].started_at if runs else None
+            if schedule_due(pipeline, last, now):
+                found.append(Due(pipeline.name, "schedule", {"cron": pipeline.config.schedule}))
+                continue
+            wanted = pipeline.config.new_labels
+            if wanted is not None:
+                count = self.new_labels(pipeline.model, last or pipeline.created_at)
+                if count >= wanted:
+                    found.append(Due(pipeline.name, "labels", {"new_labels": count}))
+        return found
+
+    def new_labels(self, model: str, since: datetime) -> int:
+        """Feedback that arrived since `since` for predictions of `model`."""
+        statement = (
+            select(func.count())
+            .select_from(FeedbackRow)
+            .join(PredictionRow, PredictionRow.request_id == FeedbackRow.request_id)
+            .where(PredictionRow.model == model, FeedbackRow.at > since)
+        )
+        with self.pipelines.database.read() as session:
+            return int(session.execute(statement).scalar_one())
+
+    def on_alert(self, subject: str, rule: str, details: dict[str, object]) -> list[Due]:
+        """The pipelines an alert on `subject` starts (each at most once at a time)."""
+        return [
+            Due(p.name, f"alert.{rule}", {"subject": subject, **details})
+            for p in self.pipelines.list()
+            if alert_matches(p, subject, rule)
+        ]
+
+    def fire(self, due: Iterable[Due]) -> list[Run]:
+        started = []
+        for item in due:
+            try:
+                run = self.start(item)
+            except Exception as exc:  # busy or cooling down: the next tick looks again
+                log.info("not starting %s (%s): %s", item.pipeline, item.trigger, exc)
+                continue
+            if run is not None:
+                started.append(run)
+        return started

@@ -1,0 +1,87 @@
+"""Query the Parquet prediction log in place with DuckDB.
+
+`read_events` returns one row per predicted row (a request of n rows gives n rows, sharing
+the event's fields), inputs and outputs as scalar columns `input.<name>` / `output.<name>`;
+`explode=False` keeps one row per event with list cells. Parts written at different times
+may have different columns: they are unioned by name, a missing column reads as NULL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shipyard.core.errors import InvalidArgument
+from shipyard.monitoring.eventlog.columns import BASE_SCHEMA, INPUT_PREFIX, OUTPUT_PREFIX
+from shipyard.monitoring.eventlog.parquet import parts
+
+
+def read_events(
+    home: Path,
+    *,
+    model: str | None = None,
+    deployment: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    explode: bool = True,
+) -> pd.DataFrame:
+    """Events with since <= at < until, newest first, at most `limit` events."""
+    for what, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidArgument(f"{what} must be timezone-aware")
+    if limit is not None and limit < 1:
+        raise InvalidArgument(f"limit must be at least 1, got {limit}")
+    files = [str(p) for p in parts(home, model)]
+    if not files:
+        return pd.DataFrame({name: [] for name in BASE_SCHEMA.names})
+    where, params = _filters(model, deployment, since, until)
+    # Only quoted column names and a validated int are formatted in; values are parameters.
+    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+    bound = f" LIMIT {int(limit)}" if limit is not None else ""
+    inner = f'SELECT * FROM {source} WHERE {where} ORDER BY "at" DESC, event_id{bound}'  # noqa: S608
+    import duckdb  # here: half a second to import, and only readers need it
+
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        probe = con.execute(f"SELECT * FROM ({inner}) LIMIT 0", [files, *params])  # noqa: S608
+        names = [column[0] for column in probe.description or ()]
+        payload = [n for n in names if n.startswith((INPUT_PREFIX, OUTPUT_PREFIX))]
+        base = ", ".join(_quote(n) for n in names if n not in payload)
+        if explode and payload:
+            # Zipped UNNESTs (shorter lists padded with NULL) plus the row's index in its event.
+            unnested = ", ".join(f"UNNEST({_quote(n)}) AS {_quote(n)}" for n in payload)
+            longest = ", ".join(f"coalesce(len({_quote(n)}), 0)" for n in payload)
+            columns = f"{base}, UNNEST(range(greatest({longest}, 0))) AS row, {unnested}"
+            query = f'SELECT {columns} FROM ({inner}) ORDER BY "at" DESC, event_id, row'  # noqa: S608
+        else:
+            query = inner
+        frame: pd.DataFrame = con.execute(query, [files, *params]).df()
+    return frame
+
+
+def _filters(
+    model: str | None,
+    deployment: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[str, list[Any]]:
+    clauses = ["TRUE"]
+    params: list[Any] = []
+    for clause, value in (
+        ("model = ?", model),
+        ("deployment = ?", deployment),
+        ('"at" >= ?', since),
+        ('"at" < ?', until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

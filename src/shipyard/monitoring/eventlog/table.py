@@ -1,0 +1,85 @@
+"""The database sink: table `prediction_events` (migration v0004), SQLite or PostgreSQL.
+
+One multi-row INSERT per batch, in one transaction (an event id already stored is skipped). Retention and erasure are single DELETEs
+on the indexed `at` / `subject` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Insert, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from shipyard.core.events import PredictionEvent
+from shipyard.storage.database import Database
+from shipyard.storage.monitoring_table import PredictionEventRow
+
+
+class TableSink:
+    """Writes to, prunes and erases from `prediction_events`. Does not own `database`."""
+
+    def __init__(self, database: Database, *, name: str = "table") -> None:
+        self.database = database
+        self.name = name
+
+    def write(self, events: Sequence[PredictionEvent]) -> None:
+        rows = [
+            {
+                "event_id": e.event_id,
+                "request_id": e.request_id,
+                "deployment": e.deployment,
+                "model": e.model,
+                "version": e.version,
+                "at": e.at,
+                "subject": e.subject,
+                "inputs": dict(e.inputs),
+                "outputs": dict(e.outputs),
+                "latency_ms": e.latency_ms,
+            }
+            for e in events
+        ]
+        if rows:
+            with self.database.write() as session:
+                session.execute(self._insert(), rows)
+
+    def _insert(self) -> Insert:
+        """INSERT that skips an event id already stored (an event emitted twice), instead of
+        failing the whole batch on the unique constraint."""
+        if self.database.is_postgres:
+            return postgresql_insert(PredictionEventRow).on_conflict_do_nothing(
+                index_elements=["event_id"]
+            )
+        return sqlite_insert(PredictionEventRow).on_conflict_do_nothing(index_elements=["event_id"])
+
+    def close(self) -> None:
+        pass
+
+    def prune(self, before: datetime) -> int:
+        with self.database.write() as session:
+            result = session.execute(
+                delete(PredictionEventRow).where(PredictionEventRow.at < before)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+    def erase(self, subject: str) -> int:
+        with self.database.write() as session:
+            result = session.execute(
+                delete(PredictionEventRow).where(PredictionEventRow.subject == subject)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+    def recent(self, model: str, *, since: datetime | None = None, limit: int = 20) -> pd.DataFrame:
+        """The newest events of `model`, one row per event (for `shipyard logs show`)."""
+        query = select(PredictionEventRow).where(PredictionEventRow.model == model)
+        if since is not None:
+            query = query.where(PredictionEventRow.at >= since)
+        query = query.order_by(PredictionEventRow.at.desc()).limit(limit)
+        columns = ["event_id", "request_id", "deployment", "model", "version", "at"]
+        columns += ["subject", "latency_ms", "inputs", "outputs"]
+        with self.database.read() as session:
+            records = [{c: getattr(r, c) for c in columns} for r in session.scalars(query)]
+        return pd.DataFrame(records, columns=columns)

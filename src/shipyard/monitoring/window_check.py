@@ -1,0 +1,145 @@
+"""Judging one window of a model's prediction log for drift, without I/O of its own.
+
+    cache = DetectorCache(load_reference)        # (model, version) -> reference table or None
+    judgement = judge("fraud", events, cache, at=now, min_rows=200)
+    if judgement.observation is not None:
+        manager.evaluate(judgement.observation)   # else: judgement.reason says why not
+
+The window is judged against the reference data of the version that served it; when several
+versions served (a canary), the one that served most rows speaks for the model, because its
+alerts have one subject (the model) and hysteresis needs one window per check. A window with
+too few rows, or a version without reference data, gets no judgement: a missing number must
+neither fire nor resolve an alert.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from shipyard.core.errors import NotFound
+from shipyard.monitoring.alert_rules import Observation
+from shipyard.monitoring.detector import DEFAULT_ALPHA, DriftDetector
+from shipyard.monitoring.eventlog.columns import INPUT_PREFIX
+from shipyard.monitoring.eventlog.parquet import EVENTS_DIR
+
+# (model, version) -> the version's reference table, or None when it was registered without.
+ReferenceLoader = Callable[[str, int], pd.DataFrame | None]
+MAX_CACHED = 256  # fitted detectors kept (~4 KB per feature each)
+
+
+class NotJudged(Exception):
+    """Why a window cannot be judged (no reference data, no common columns)."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    model: str
+    version: int | None  # the version whose rows were judged (None: no rows)
+    n_rows: int  # rows of that version in the window
+    observation: Observation | None  # None: not judged this time
+    reason: str | None = None  # why not, for the log
+
+
+def logged_models(home: Path) -> list[str]:
+    """Models with a folder in the Parquet prediction log under `home`."""
+    root = home / EVENTS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def feature_frame(events: pd.DataFrame) -> pd.DataFrame:
+    """The logged inputs (`input.<name>` columns) under their own names, as in the reference."""
+    names = {c: c[len(INPUT_PREFIX) :] for c in events.columns if str(c).startswith(INPUT_PREFIX)}
+    return events[list(names)].rename(columns=names)
+
+
+def dominant_version(events: pd.DataFrame) -> int | None:
+    """The version that served most rows (the newer one on a tie)."""
+    counts = events["version"].dropna().astype("int64").value_counts()
+    if counts.empty:
+        return None
+    pairs = [(int(n), int(v)) for v, n in zip(counts.index, counts.to_numpy(), strict=True)]
+    return max(pairs)[1]
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    columns: tuple[str, ...]  # the logged columns it was fitted for
+    detector: DriftDetector
+
+
+class DetectorCache:
+    """Fitted detectors per model version. A version's reference data never changes, so a
+    detector is fitted once (again only if the logged columns change); the absence of
+    reference data is remembered too, so it is looked up once per version."""
+
+    def __init__(
+        self, load: ReferenceLoader, *, alpha: float = DEFAULT_ALPHA, max_entries: int = MAX_CACHED
+    ) -> None:
+        self.load = load
+        self.alpha = alpha
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int], _Fitted | str] = OrderedDict()
+
+    def detector(self, model: str, version: int, logged: Sequence[str]) -> DriftDetector:
+        """The detector of `model` v`version` over the reference columns that are logged;
+        NotJudged when there is none."""
+        key = (model, version)
+        columns = tuple(sorted(logged))
+        entry = self._entries.get(key)
+        if entry is None or (isinstance(entry, _Fitted) and entry.columns != columns):
+            entry = self._fit(model, version, columns)
+            self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        if isinstance(entry, str):
+            raise NotJudged(entry)
+        return entry.detector
+
+    def _fit(self, model: str, version: int, logged: tuple[str, ...]) -> _Fitted | str:
+        try:
+            reference = self.load(model, version)
+        except NotFound as exc:  # logged under a name or version this registry lacks
+            raise NotJudged(exc.message) from None
+        if reference is None:
+            return f"{model} v{version} was registered without reference data"
+        present = set(logged)
+        common = [str(c) for c in reference.columns if str(c) in present]
+        if not common:
+            # Not cached as final: the next window may log the columns.
+            raise NotJudged(
+                f"no logged input of {model} v{version} is a reference column "
+                f"(reference: {', '.join(map(str, reference.columns[:10]))}; "
+                f"logged: {', '.join(logged[:10]) or 'none'})"
+            )
+        return _Fitted(logged, DriftDetector.fit(reference[common], alpha=self.alpha))
+
+
+def judge(
+    model: str, events: pd.DataFrame, cache: DetectorCache, *, at: datetime, min_rows: int
+) -> Judgement:
+    """The Observation of one window of `model`'s logged predictions, or why there is none."""
+    version = dominant_version(events) if len(events) else None
+    if version is None:
+        return Judgement(model, None, 0, None, "no logged predictions in the window")
+    rows = events[events["version"] == version]
+    if len(rows) < min_rows:
+        reason = f"{len(rows)} rows of v{version} in the window, {min_rows} needed to judge"
+        return Judgement(model, version, len(rows), None, reason)
+    features = feature_frame(rows)
+    try:
+        detector = cache.detector(model, version, list(features.columns))
+    except NotJudged as exc:
+        return Judgement(model, version, len(rows), None, str(exc))
+    tested = [*detector.profiles, *detector.skipped]
+    result = detector.check(features[tested].reset_index(drop=True))
+    observation = Observation(model, at, version=version, drift=result)
+    return Judgement(model, version, len(rows), observation)

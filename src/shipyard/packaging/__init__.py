@@ -1,0 +1,1 @@
+"""shipyard.packaging layer."""

@@ -1,0 +1,1 @@
+"""Model flavors: one module per framework, each implementing `runtimes.base.Flavor`."""

@@ -1,0 +1,1 @@
+"""shipyard.storage layer."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the shipyard schema (applied by Database on open)."""

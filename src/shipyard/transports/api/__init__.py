@@ -1,0 +1,1 @@
+"""The management REST API of the control plane (`shipyard server`), under /api/v1."""

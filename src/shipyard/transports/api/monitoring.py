@@ -1,0 +1,167 @@
+"""Monitoring endpoints: a deployment's traffic over time, the alert history, and the drift of
+a model version's logged predictions against its reference data. All need the read scope.
+
+The computing lives below (rollouts.traffic, monitoring.drift_view); these only parse the
+query, fetch the inputs and shape the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Query, Request
+
+from shipyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from shipyard.core.refs import ModelRef, check_name
+from shipyard.monitoring.alert_history import MAX_LIST, AlertHistory
+from shipyard.monitoring.alerts import FIRING, Alert
+from shipyard.monitoring.drift_view import drift_view
+from shipyard.monitoring.eventlog import parse_age, read_events
+from shipyard.packaging.register import load_reference
+from shipyard.registry.models import ModelVersion
+from shipyard.registry.service import Registry
+from shipyard.rollouts.traffic import MAX_STEP_S, traffic
+from shipyard.transports.api.context import Caller, services
+from shipyard.transports.api.errors import ERROR_RESPONSES
+from shipyard.transports.api.monitoring_schemas import AlertOut, DriftOut, TrafficOut
+from shipyard.transports.api.security import READ
+
+router = APIRouter(responses=ERROR_RESPONSES, tags=["monitoring"])
+
+MAX_TRAFFIC_AGE = timedelta(days=31)
+MAX_DRIFT_AGE = timedelta(days=366)
+MAX_EVENTS = 100_000  # newest logged requests a drift check reads
+MAX_SUBJECTS = 20
+
+Age = Annotated[str, Query(max_length=20, description="A period: 90min, 1h, 24h, 7d.")]
+
+
+def _age(text: str, longest: timedelta) -> timedelta:
+    """`text` as a period (InvalidArgument, 400, naming the problem), at most `longest`."""
+    try:
+        age = parse_age(text)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"since: {exc.message}") from None
+    if age > longest:
+        raise InvalidArgument(f"since: {text!r} is longer than the {longest.days} days kept here")
+    return age
+
+
+@router.get("/deployments/{name}/traffic", response_model=TrafficOut)
+def deployment_traffic(
+    name: str,
+    since: Age = "1h",
+    step: Annotated[int, Query(ge=1, le=MAX_STEP_S, description="Bucket width, seconds.")] = 60,
+    caller: Caller = READ,
+) -> TrafficOut:
+    """Requests, errors, error rate and latency percentiles per model version and time bucket
+    over the last `since`, as the data planes recorded them."""
+    caller.deployments.get(name)  # NotFound (404) for an unknown deployment
+    age = _age(since, MAX_TRAFFIC_AGE)
+    return TrafficOut.of(traffic(caller.registry.database, name, since=age, step_s=step))
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+def list_alerts(
+    subject: Annotated[
+        list[str] | None, Query(description="Only alerts about these models or deployments.")
+    ] = None,
+    state: Annotated[Literal["open", "all"], Query(description="open: still firing.")] = "all",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    caller: Caller = READ,
+) -> list[AlertOut]:
+    """The alert history, newest first. `state=open` gives, for each rule and subject whose
+    latest transition is firing, that transition."""
+    subjects = _subjects(subject)
+    history = AlertHistory(caller.registry.database)
+    if state == "all":
+        found = [a for s in subjects for a in history.list(subject=s, limit=limit)]
+    else:
+        found = _open(a for s in subjects for a in history.list(subject=s, limit=MAX_LIST))
+    found.sort(key=lambda a: a.at, reverse=True)
+    return [AlertOut.of(a) for a in found[:limit]]
+
+
+def _subjects(given: list[str] | None) -> list[str | None]:
+    if not given:
+        return [None]
+    if len(given) > MAX_SUBJECTS:
+        raise InvalidArgument(f"subject: at most {MAX_SUBJECTS} subjects, got {len(given)}")
+    # Subjects are model or deployment names: anything else cannot match.
+    return list(dict.fromkeys(check_name(text, "subject") for text in given))
+
+
+def _open(alerts: Iterable[Alert]) -> list[Alert]:
+    latest: dict[tuple[str, str], Alert] = {}
+    for alert in sorted(alerts, key=lambda a: a.at, reverse=True):
+        latest.setdefault((alert.subject, alert.rule), alert)
+    return [a for a in latest.values() if a.state == FIRING]
+
+
+@router.get("/models/{name}/drift", response_model=DriftOut)
+def model_drift(
+    request: Request,
+    name: str,
+    since: Age = "24h",
+    version: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
+    deployment: Annotated[
+        str | None, Query(description="Only predictions served through this deployment.")
+    ] = None,
+    caller: Caller = READ,
+) -> DriftOut:
+    """Drift of the predictions `version` served over the last `since` (from the prediction log
+    under SHIPYARD_HOME) against the reference data registered with it: per feature the test,
+    its p-values and both histograms on the same bins. Reads the newest 100 000 logged requests
+    of the model in the window. 412 when the version has no reference data or served no logged
+    prediction in the window."""
+    age = _age(since, MAX_DRIFT_AGE)
+    if deployment is not None:
+        check_name(deployment, "deployment name")
+    chosen = _version(caller.registry, name, version)
+    home = services(request).options.home
+    if home is None:
+        raise Unavailable("this server does not know where the prediction log is (no home)")
+    reference = _reference(caller.registry, chosen)
+    until = datetime.now(UTC)
+    events = _events(home, chosen, since=until - age, deployment=deployment)
+    if len(events) == 0:
+        through = f" through {deployment}" if deployment else ""
+        raise FailedPrecondition(
+            f"no logged predictions of {chosen.ref}{through} in the last {since}"
+        )
+    view = drift_view(reference, events)
+    return DriftOut.of(
+        view, model=name, version=chosen.version, since=until - age, until=until,
+        deployment=deployment,
+    )  # fmt: skip
+
+
+def _version(registry: Registry, name: str, version: int | None) -> ModelVersion:
+    if version is None:
+        return registry.resolve(ModelRef(name))
+    return registry.get_version(name, version)
+
+
+def _reference(registry: Registry, version: ModelVersion) -> pd.DataFrame:
+    frame = load_reference(registry, version)
+    if frame is None:
+        raise FailedPrecondition(
+            f"no reference data registered for {version.ref}: register the version with "
+            "reference_data to track its drift"
+        )
+    return frame
+
+
+def _events(
+    home: Path, version: ModelVersion, *, since: datetime, deployment: str | None
+) -> pd.DataFrame:
+    events = read_events(
+        home, model=version.name, deployment=deployment, since=since, limit=MAX_EVENTS
+    )
+    if len(events) == 0:
+        return events
+    return events[events["version"] == version.version]

@@ -1,0 +1,245 @@
+"""The control plane's monitoring loop, one tick at a time (SQLite and PostgreSQL): logged
+predictions judged against the serving version's reference data, alerts in the history,
+notifications, gauges, and a fired drift alert starting the pipeline that retrains on it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+from sklearn.linear_model import LogisticRegression
+
+from shipyard.app.monitor_loop import (
+    MonitorConfig,
+    MonitorLoop,
+    alert_manager,
+    open_monitor,
+)
+from shipyard.app.retrain import RetrainLoop
+from shipyard.core.errors import InvalidArgument
+from shipyard.core.events import PredictionEvent
+from shipyard.jobs.retrain.config import parse_config
+from shipyard.jobs.retrain.pipelines import Pipelines, RunStatus
+from shipyard.jobs.retrain.runner import Runner, StoreSpec
+from shipyard.monitoring.alert_history import AlertHistory
+from shipyard.monitoring.alerts import FIRING
+from shipyard.monitoring.eventlog import ParquetSink
+from shipyard.monitoring.gauges import MonitoringGauges
+from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
+from shipyard.packaging.register import REFERENCE_FILE, Registration, register_model
+from shipyard.registry.service import Registry
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"  # monitor_retrain_steps.py
+NOW = datetime.now(UTC).replace(microsecond=0)
+FIRE_AT_ONCE = MonitorConfig(fire_after=1)
+
+
+@dataclass
+class World:
+    registry: Registry
+    home: Path
+    pipelines: Pipelines
+    retraining: RetrainLoop
+
+
+@pytest.fixture
+def world(
+    registry: Registry, database_url: str, blob_root: Path, tmp_path: Path
+) -> Iterator[World]:
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    data["label"] = (data["a"] > 0).astype(np.int64)
+    data.to_parquet(tmp_path / "train.parquet")
+    seen = data.iloc[:300]
+    model = LogisticRegression(max_iter=300).fit(seen[["a", "b"]], seen["label"])
+    features = seen[["a", "b"]]
+    register_model(
+        registry, model, Registration(name="fraud", sample_input=features, reference_data=features)
+    )
+    register_model(registry, model, Registration(name="plain", sample_input=features))
+    pipelines = Pipelines(registry)
+    config = {
+        "label": "label",
+        "sources": [{"path": str(tmp_path / "train.parquet")}],
+        "gate": {"tolerance": 0.05, "max_latency_ratio": 20},
+        "on_alerts": ["drift"],
+    }
+    entry = "monitor_retrain_steps:train"
+    pipelines.register("p", model="fraud", entry=entry, config=parse_config(config))
+    store = StoreSpec(database_url, str(blob_root), "control-plane")
+    runner = Runner(pipelines, store, tmp_path / "runs", cwd=SUPPORT)
+    retraining = RetrainLoop(runner)
+    yield World(registry, tmp_path / "home", pipelines, retraining)
+    for future in retraining.futures:  # no run may outlive its database
+        future.result(timeout=120)
+    retraining.close()
+
+
+def log_predictions(
+    home: Path,
+    model: str,
+    rows: int,
+    *,
+    shift: float = 0.0,
+    seed: int = 1,
+    age: timedelta = timedelta(0),
+) -> None:
+    """`rows` predictions of `model` v1 in events of 20 rows, ending `age` before NOW."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, 2)) + [shift, 0.0]
+    sink = ParquetSink(home)
+    events = [
+        PredictionEvent(
+            request_id=f"{model}-{seed}-{start}",
+            model=model,
+            version=1,
+            at=NOW - age - timedelta(seconds=rows - start),
+            inputs={"a": values[start : start + 20, 0], "b": values[start : start + 20, 1]},
+            outputs={"label": np.zeros(len(values[start : start + 20]), dtype=np.int64)},
+            latency_ms=1.0,
+        )
+        for start in range(0, rows, 20)
+    ]
+    sink.write(events)
+    sink.close()
+
+
+def monitor(world: World, config: MonitorConfig = FIRE_AT_ONCE) -> MonitorLoop:
+    return open_monitor(world.registry, world.home, config, on_fire=world.retraining.on_alert)
+
+
+def test_a_shifted_window_fires_an_alert_that_starts_a_run(world: World) -> None:
+    log_predictions(world.home, "fraud", 300, shift=3.0)
+    [check] = monitor(world).tick(NOW)
+    assert check.judgement is not None and check.judgement.version == 1
+    assert [(a.rule, a.state) for a in check.alerts] == [("drift", FIRING)]
+    [stored] = AlertHistory(world.registry.database).list(subject="fraud")
+    assert stored.state == FIRING and stored.rule == "drift"
+    assert stored.message.startswith("fraud v1 drifted on 300 rows: feature `a` shifted")
+    [run] = world.pipelines.runs("p")
+    assert run.trigger == "alert.drift"
+    assert run.trigger_details["subject"] == "fraud"
+    assert str(run.trigger_details["message"]).startswith("fraud v1 drifted")
+    [future] = world.retraining.futures
+    assert future.result(timeout=120).status is RunStatus.SUCCEEDED
+
+
+def test_an_unshifted_window_raises_no_alert_and_starts_no_run(world: World) -> None:
+    log_predictions(world.home, "fraud", 300)
+    [check] = monitor(world).tick(NOW)
+    assert check.judgement is not None and check.judgement.observation is not None
+    assert check.judgement.observation.drift is not None
+    assert not check.judgement.observation.drift.drift
+    assert check.alerts == ()
+    assert AlertHistory(world.registry.database).list() == []
+    assert world.pipelines.runs("p") == [] and world.retraining.futures == []
+
+
+def test_only_the_window_is_judged(world: World) -> None:
+    log_predictions(world.home, "fraud", 300, shift=3.0, age=timedelta(hours=2))
+    log_predictions(world.home, "fraud", 300, seed=2)
+    [check] = monitor(world).tick(NOW)
+    assert check.judgement is not None and check.judgement.n_rows == 300
+    assert check.alerts == () and world.pipelines.runs("p") == []
+
+
+def test_too_few_rows_get_no_judgement(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    log_predictions(world.home, "fraud", 100, shift=3.0)
+    with caplog.at_level(logging.INFO, logger="shipyard.app.monitor_loop"):
+        [check] = monitor(world).tick(NOW)
+    assert check.judgement is not None and check.judgement.observation is None
+    assert check.judgement.reason == "100 rows of v1 in the window, 200 needed to judge"
+    assert "fraud not judged: 100 rows of v1" in caplog.text
+    assert AlertHistory(world.registry.database).list() == []
+    assert world.pipelines.runs("p") == []
+
+
+def test_models_without_reference_or_failing_do_not_stop_the_others(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    for model in ("broken", "fraud", "ghost", "plain"):
+        log_predictions(world.home, model, 300, shift=3.0)
+    features = pd.DataFrame({"a": [0.0, 1.0], "b": [1.0, 0.0]})
+    broken = register_model(
+        world.registry,
+        LogisticRegression().fit(features, [0, 1]),
+        Registration(name="broken", sample_input=features, reference_data=features),
+    )
+    blob = world.registry.artifact_paths(broken)[REFERENCE_FILE]
+    blob.chmod(0o644)
+    blob.write_bytes(b"not parquet")  # a damaged blob: the version's check fails
+    loop = monitor(world)
+    with caplog.at_level(logging.INFO, logger="shipyard.app.monitor_loop"):
+        checks = {c.model: c for c in loop.tick(NOW)}
+        again = {c.model: c for c in loop.tick(NOW + timedelta(seconds=1))}
+    assert checks["broken"].judgement is None
+    assert "is corrupt" in str(checks["broken"].error)
+    assert checks["plain"].judgement is not None
+    assert checks["plain"].judgement.reason == "plain v1 was registered without reference data"
+    assert checks["ghost"].judgement is not None
+    assert checks["ghost"].judgement.reason == "model 'ghost' not found"
+    # A lasting condition is logged once, not at every tick.
+    assert caplog.text.count("plain not judged: plain v1 was registered without reference") == 1
+    assert caplog.text.count("monitoring broken failed; the other models are still") == 1
+    assert again["broken"].error == checks["broken"].error and again["fraud"].judgement
+    assert [a.subject for a in checks["fraud"].alerts] == ["fraud"]
+    assert [run.trigger for run in world.pipelines.runs("p")] == ["alert.drift"]
+
+
+def test_hysteresis_needs_bad_windows_in_a_row(world: World) -> None:
+    log_predictions(world.home, "fraud", 300, shift=3.0)
+    loop = monitor(world, MonitorConfig(fire_after=2))
+    [first] = loop.tick(NOW)
+    assert first.alerts == () and world.pipelines.runs("p") == []
+    [second] = loop.tick(NOW + timedelta(seconds=1))
+    assert [a.state for a in second.alerts] == [FIRING]
+    assert len(world.pipelines.runs("p")) == 1
+
+
+def test_the_detector_is_fitted_once_per_version(world: World) -> None:
+    log_predictions(world.home, "fraud", 300)
+    loop = monitor(world)
+    loop.tick(NOW)
+    fitted = loop.cache.detector("fraud", 1, ["a", "b"])
+    loop.tick(NOW + timedelta(seconds=1))
+    assert loop.cache.detector("fraud", 1, ["a", "b"]) is fitted
+
+
+def test_alerts_are_posted_to_the_webhook_and_shown_in_gauges(world: World) -> None:
+    posted: list[dict[str, object]] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posted.append(orjson.loads(request.content))
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(receive))
+    webhook = WebhookNotifier("http://alerts.example/hook", client=client)
+    manager = alert_manager(world.registry, FIRE_AT_ONCE, notifiers=[webhook])
+    metrics = CollectorRegistry()
+    loop = MonitorLoop(
+        world.registry, world.home, manager, FIRE_AT_ONCE, gauges=MonitoringGauges(metrics)
+    )
+    log_predictions(world.home, "fraud", 300, shift=3.0)
+    loop.tick(NOW)
+    assert [(p["subject"], p["rule"], p["state"]) for p in posted] == [("fraud", "drift", FIRING)]
+    overall = {"model": "fraud", "version": "1", "feature": "_overall"}
+    assert metrics.get_sample_value("shipyard_drift_detected", overall) == 1.0
+    firing = {"model": "fraud", "rule": "drift"}
+    assert metrics.get_sample_value("shipyard_alerts_firing", firing) == 1.0
+
+
+def test_the_configured_webhook_is_a_notifier(world: World) -> None:
+    config = MonitorConfig(webhook_url="https://alerts.example/hook")
+    manager = alert_manager(world.registry, config)
+    assert [type(n) for n in manager.notifiers] == [LogNotifier, WebhookNotifier]
+    with pytest.raises(InvalidArgument, match="webhook URL must be http"):
+        alert_manager(world.registry, MonitorConfig(webhook_url="ftp://alerts.example/"))

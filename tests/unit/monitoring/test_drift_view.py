@@ -1,0 +1,95 @@
+"""drift_view: logged columns matched to the reference (input., output., plain), the detector's
+tests per feature, histograms of both sides on the same bins, and refusals that say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shipyard.core.errors import FailedPrecondition, InvalidArgument
+from shipyard.monitoring.drift_view import (
+    OTHER,
+    categorical_histogram,
+    drift_view,
+    live_columns,
+    numeric_histogram,
+)
+
+
+def _reference(n: int = 2000) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {"amount": rng.normal(40, 5, n), "region": rng.choice(["eu", "us", "apac"], n),
+         "score": rng.uniform(size=n), "label": rng.integers(0, 2, n)}
+    )  # fmt: skip
+
+
+def _events(n: int, shift: float) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    return pd.DataFrame(
+        {"request_id": [f"r{i}" for i in range(n)], "input.amount": rng.normal(40 + shift, 5, n),
+         "input.region": rng.choice(["eu", "us", "apac"], n), "output.score": rng.uniform(size=n)}
+    )  # fmt: skip
+
+
+def test_a_shifted_feature_drifts_and_the_others_do_not() -> None:
+    view = drift_view(_reference(), _events(800, shift=8.0))
+    assert (view.n_reference, view.n_live, view.not_logged) == (2000, 800, ["label"])
+    tests = {f.test.name: f for f in view.features}
+    assert list(tests) == ["amount", "region", "score"]  # `score` is prediction drift
+    assert view.drift and tests["amount"].test.drift and tests["amount"].test.p_adjusted < 1e-6
+    assert not tests["region"].test.drift and not tests["score"].test.drift
+    histogram = tests["amount"].histogram
+    assert len(histogram.edges) == 21 and sum(histogram.reference) == 2000
+    assert sum(histogram.live) == 800
+    centres = np.convolve(histogram.edges, [0.5, 0.5], "valid")
+    moved = np.average(centres, weights=histogram.live) - np.average(
+        centres, weights=histogram.reference
+    )
+    assert 6.0 < moved < 10.0
+
+
+def test_no_shift_no_drift() -> None:
+    view = drift_view(_reference(), _events(800, shift=0.0))
+    assert not view.drift and not any(f.test.drift for f in view.features)
+    assert view.multivariate is not None and view.multivariate.kind == "multivariate"
+
+
+def test_columns_match_input_then_output_then_plain() -> None:
+    reference = pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]})
+    events = pd.DataFrame(columns=["input.a", "output.a", "output.b", "c", "e"])
+    assert live_columns(reference, events) == {"a": "input.a", "b": "output.b", "c": "c"}
+
+
+def test_numeric_histogram_counts_tails_in_the_outer_bins() -> None:
+    reference = np.r_[np.linspace(0, 10, 1000), np.nan]
+    live = np.r_[np.linspace(0, 10, 100), 1e9, -1e9, np.inf]
+    h = numeric_histogram(reference, live, 10)
+    assert sum(h.reference) == 1000 and sum(h.live) == 102  # NaN and inf are in neither
+    assert h.live[0] >= 1 and h.live[-1] >= 1 and h.edges[-1] < 1e9
+    constant = numeric_histogram(np.full(5, 3.0), np.full(5, 3.0), 4)
+    assert constant.edges[0] == 2.5 and constant.edges[-1] == 3.5 and sum(constant.live) == 5
+    assert numeric_histogram(np.array([np.nan]), np.array([]), 4).edges == []
+
+
+def test_categorical_histogram_shows_new_categories_and_pools_the_rest() -> None:
+    reference = pd.Series([f"c{i:02d}" for i in range(20) for _ in range(20 - i)] + [None])
+    live = pd.Series(["c00"] * 5 + ["new"] * 3 + ["c19"] * 2)
+    h = categorical_histogram(reference, live)
+    assert h.categories[:2] == ["c00", "c01"] and "new" in h.categories
+    assert h.categories[-1] == OTHER and h.edges == []
+    assert sum(h.reference) == 210 and sum(h.live) == 10
+    assert h.live[h.categories.index("new")] == 3 and h.live[-1] == 2  # c19 is pooled
+
+
+def test_refusals_say_what_is_missing() -> None:
+    with pytest.raises(FailedPrecondition, match="no logged rows"):
+        drift_view(_reference(), _events(0, 0.0))
+    with pytest.raises(FailedPrecondition, match="reference data has no rows"):
+        drift_view(_reference().iloc[:0], _events(10, 0.0))
+    unrelated = pd.DataFrame({"input.other": [1.0, 2.0]})
+    with pytest.raises(FailedPrecondition, match="none of the reference columns.*amount"):
+        drift_view(_reference(), unrelated)
+    with pytest.raises(InvalidArgument, match="bins must be between 2 and 200"):
+        drift_view(_reference(), _events(10, 0.0), bins=1)
