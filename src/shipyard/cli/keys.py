@@ -87,7 +87,7 @@ def keys_create(
     console.print(f"created API key [bold]{key.id}[/bold] ({key.name}; {scopes})", highlight=False)
     # Plain print: no markup, highlighting or wrapping may alter the token.
     print(token)
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         "[yellow]warning[/yellow]: store this token now; it is not kept and cannot be shown "
         "again (revoke the key and create a new one if it is lost).",
         highlight=False,

@@ -15,7 +15,9 @@ from rich.table import Table
 
 from shipyard.registry.models import AliasMove, LedgerEntry, Model, ModelVersion
 
-console = Console()
+# Soft wrap: paths, ids and keys in messages stay on one line (scripts copy them; a pipe's
+# 80 columns would otherwise split them mid-word).
+console = Console(soft_wrap=True)
 
 
 def to_jsonable(value: Any) -> Any:
