@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pandas as pd
@@ -129,6 +130,9 @@ def test_the_server_alerts_on_drift_and_retrains(
                 time.sleep(0.3)
             [run] = pipelines.runs("p")
             [alert] = history.list(subject="fraud")
+        scraped = httpx.get(
+            f"{server.url}/metrics", headers={"authorization": f"Bearer {server.admin_token}"}
+        )
         assert server.terminate() == 0, server.logs()
     finally:
         server.close()
@@ -138,3 +142,11 @@ def test_the_server_alerts_on_drift_and_retrains(
     assert [(h["subject"], h["rule"], h["state"]) for h in Hook.received] == [
         ("fraud", "drift", FIRING)
     ]
+    # What the loop judged is what Prometheus scrapes from the control plane.
+    assert scraped.status_code == 200, scraped.text
+    assert (
+        'shipyard_drift_detected{feature="_overall",model="fraud",version="1"} 1.0' in scraped.text
+    )
+    assert 'shipyard_drift_detected{feature="a",model="fraud",version="1"} 1.0' in scraped.text
+    assert 'shipyard_alerts_firing{model="fraud",rule="drift"} 1.0' in scraped.text
+    assert "process_resident_memory_bytes" in scraped.text

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 
+from prometheus_client import CollectorRegistry, ProcessCollector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +26,7 @@ from shipyard.app.serve import open_store
 from shipyard.app.settings import Settings
 from shipyard.app.workers import bind
 from shipyard.auth.keys import KeyStore, ensure_admin_key
+from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.registry.service import Registry
 from shipyard.rollouts.controller import Controller
 from shipyard.rollouts.deployments import Deployments
@@ -128,10 +130,17 @@ def run_control_plane(
         retraining = RetrainLoop(open_runner(registry, settings))
         retraining.start(control.retrain_interval_s)
         monitoring = None
+        # The control plane's own registry (never the global one), shown at GET /metrics.
+        metrics = CollectorRegistry()
+        ProcessCollector(registry=metrics)
         try:
             if control.monitor_interval_s > 0:
                 monitoring = open_monitor(
-                    registry, settings.home, control.monitor_config(), on_fire=retraining.on_alert
+                    registry,
+                    settings.home,
+                    control.monitor_config(),
+                    on_fire=retraining.on_alert,
+                    gauges=MonitoringGauges(metrics),
                 )
                 monitoring.start(control.monitor_interval_s)
             app = create_app(
@@ -140,6 +149,7 @@ def run_control_plane(
                 key_store=keys,
                 background=background(registry, control) if control.controller else None,
                 retrainer=retraining,
+                metrics_registry=metrics,
             )
             port = int(sock.getsockname()[1])
             host = f"[{control.host}]" if ":" in control.host else control.host

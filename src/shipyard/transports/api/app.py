@@ -15,6 +15,7 @@ from importlib import metadata
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 
 from shipyard.auth.audit import AuditLog
 from shipyard.auth.keys import KeyStore
@@ -25,6 +26,7 @@ from shipyard.transports.api import (
     deployments,
     feedback,
     keys,
+    metrics,
     monitoring,
     registry,
     retrain,
@@ -44,9 +46,11 @@ def create_app(
     key_store: KeyStore | None = None,
     background: Background | None = None,
     retrainer: retrain.Retrainer | None = None,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The API over `store`; `background` (the rollout controller) runs while it serves;
-    `retrainer` (the control plane's retraining loop) takes manual run requests."""
+    `retrainer` (the control plane's retraining loop) takes manual run requests;
+    `metrics_registry` is what GET /metrics exposes (None: an empty one)."""
     chosen = options or ApiOptions()
     app = FastAPI(
         title="shipyard management API",
@@ -64,9 +68,15 @@ def create_app(
         options=chosen,
     )
     setattr(app.state, retrain.RETRAINER_STATE, retrainer)
+    setattr(
+        app.state,
+        metrics.METRICS_STATE,
+        metrics_registry if metrics_registry is not None else CollectorRegistry(),
+    )
     install_handlers(app)
     for module in (registry, deployments, ab, monitoring, feedback, keys, audit, retrain):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
     app.include_router(ui_routes.router)  # the web UI at / and /api/v1/session
 
     @app.get(f"{PREFIX}/openapi.json", include_in_schema=False)

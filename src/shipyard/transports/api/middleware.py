@@ -33,11 +33,15 @@ def _actor(scope: Scope) -> str:
 
 
 def _action(scope: Scope, prefix: str) -> str:
-    # Routes of included routers carry their path without the router's prefix.
-    template = getattr(scope.get("route"), "path", None)
+    # Routes of included routers carry their template without the router's prefix, so a
+    # template is prefixed unless the concrete path matches it as it is (/metrics, the UI).
+    route = scope.get("route")
+    template = getattr(route, "path", None)
     if not isinstance(template, str):  # refused before routing (413) or no such route
         return f"{scope['method']} {scope.get('path', '')}"
-    full = template if template.startswith(prefix) else prefix + template
+    pattern = getattr(route, "path_regex", None)
+    bare = isinstance(pattern, re.Pattern) and pattern.match(scope.get("path", "")) is not None
+    full = template if bare or template.startswith(prefix) else prefix + template
     return f"{scope['method']} {full}"
 
 
