@@ -176,14 +176,24 @@ def test_first_start_prints_an_admin_key_once(database_url: str, tmp_path: Path)
             assert len(ok(admin.get("/keys"))) == 1
 
 
-def test_bad_settings_exit_with_invalid_argument(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--port", "70000"], b"port"),
+        (["--retention", "12h"], b"retention: '12h' is shorter than a day"),
+    ],
+    ids=["port", "retention"],
+)
+def test_bad_settings_exit_with_invalid_argument(
+    tmp_path: Path, args: list[str], said: bytes
+) -> None:
     env = server_env(tmp_path / "home", f"sqlite:///{tmp_path / 'db.sqlite'}")
     run = subprocess.run(
-        [sys.executable, "-m", "shipyard", "server", "--port", "70000"],
+        [sys.executable, "-m", "shipyard", "server", *args],
         env=env, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     assert run.returncode == 3, run.stderr
-    assert b"port" in run.stderr
+    assert said in b" ".join(run.stderr.split())
     assert not (tmp_path / "db.sqlite").exists()  # refused before the registry was opened
 
 

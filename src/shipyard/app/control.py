@@ -17,15 +17,18 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shipyard.app.housekeeping import Housekeeping
 from shipyard.app.monitor_loop import MonitorConfig, open_monitor
 from shipyard.app.retrain import RetrainLoop, open_runner
 from shipyard.app.serve import open_store
 from shipyard.app.settings import Settings
 from shipyard.app.workers import bind
 from shipyard.auth.keys import KeyStore, ensure_admin_key
+from shipyard.core.errors import InvalidArgument
+from shipyard.monitoring.eventlog import parse_age
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.registry.service import Registry
 from shipyard.rollouts.controller import Controller
@@ -38,6 +41,8 @@ from shipyard.transports.api.server import make_api_server, run_api
 log = logging.getLogger("shipyard.server")
 
 CONTROLLER_ACTOR = "controller"
+FOREVER = "forever"
+MIN_RETENTION = timedelta(days=1)
 
 
 class ControlSettings(BaseSettings):
@@ -72,6 +77,31 @@ class ControlSettings(BaseSettings):
         default=4, ge=0, description="Notifications per rule per hour; the rest are suppressed."
     )
     alert_webhook_url: str | None = Field(default=None, description="POST alerts as JSON here.")
+    retention: str = Field(
+        default="30d",
+        description="Keep the prediction log and rollout statistics this long (at least 1d); "
+        "'forever' keeps everything.",
+    )
+    housekeeping_interval_s: float = Field(
+        default=3600.0, gt=0, le=86_400, description="How often retention is applied."
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        if value.strip().lower() == FOREVER:
+            return FOREVER
+        try:
+            period = parse_age(value)
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+        if period < MIN_RETENTION:
+            raise ValueError(f"{value!r} is shorter than a day; rollouts are judged on that much")
+        return value.strip().lower()
+
+    def retention_period(self) -> timedelta | None:
+        """None: keep everything."""
+        return None if self.retention == FOREVER else parse_age(self.retention)
 
     def api_options(self) -> ApiOptions:
         return ApiOptions(
@@ -130,6 +160,7 @@ def run_control_plane(
         retraining = RetrainLoop(open_runner(registry, settings))
         retraining.start(control.retrain_interval_s)
         monitoring = None
+        housekeeping = None
         # The control plane's own registry (never the global one), shown at GET /metrics.
         metrics = CollectorRegistry()
         ProcessCollector(registry=metrics)
@@ -143,6 +174,9 @@ def run_control_plane(
                     gauges=MonitoringGauges(metrics),
                 )
                 monitoring.start(control.monitor_interval_s)
+            if (retention := control.retention_period()) is not None:
+                housekeeping = Housekeeping(registry, settings.home, retention)
+                housekeeping.start(control.housekeeping_interval_s)
             app = create_app(
                 registry,
                 dataclasses.replace(control.api_options(), home=settings.home),
@@ -161,8 +195,9 @@ def run_control_plane(
             )
             run_api(make_api_server(app, drain_timeout_s=control.drain_timeout_s), sock)
         finally:
-            if monitoring is not None:
-                monitoring.close()
+            for loop in (monitoring, housekeeping):
+                if loop is not None:
+                    loop.close()
             retraining.close(wait=False)
             sock.close()
     return 0

@@ -10,7 +10,6 @@ wires it here; the judging itself is `monitoring.window_check`.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
+from shipyard.app.ticker import Ticker
 from shipyard.monitoring.alert_history import AlertHistory
 from shipyard.monitoring.alert_rules import DriftRule
 from shipyard.monitoring.alerts import FIRING, Alert, AlertManager, Notifier
@@ -127,8 +127,7 @@ class MonitorLoop:
         # not every interval
         self._skipped: dict[str, str] = {}
         self._failed: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("monitoring", self.tick, log)
         if gauges is not None:
             manager.subscribe(gauges.on_alert)
 
@@ -173,23 +172,12 @@ class MonitorLoop:
 
     def start(self, interval_s: float) -> None:
         """Tick every `interval_s` in a daemon thread."""
-
-        def loop() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.tick()
-                except Exception:  # a bad tick must not end monitoring for good
-                    log.exception("monitoring tick failed")
-
-        self._thread = threading.Thread(target=loop, name="monitoring", daemon=True)
-        self._thread.start()
+        self._ticker.start(interval_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop ticking; waits up to `timeout_s` for a tick in progress (it uses the registry
         the caller is about to close)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._ticker.stop(timeout_s)
         for notifier in self.manager.notifiers:
             if isinstance(notifier, WebhookNotifier):
                 notifier.close()

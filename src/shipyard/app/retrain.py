@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.app.settings import Settings
+from shipyard.app.ticker import Ticker
 from shipyard.core.errors import Conflict, NotFound
 from shipyard.jobs.retrain.gate import GateResult
 from shipyard.jobs.retrain.pipelines import Pipeline, Pipelines, Run
@@ -85,7 +86,7 @@ class RetrainLoop:
         self._submitted: set[str] = set()
         self._lock = threading.Lock()
         self.futures: list[Future[Run]] = []
-        self._stop = threading.Event()
+        self._ticker = Ticker("retrain-triggers", self.tick, log)
 
     def tick(self, now: datetime | None = None) -> None:
         self.triggers.fire(self.triggers.due(now or datetime.now(UTC)))
@@ -133,16 +134,8 @@ class RetrainLoop:
 
     def start(self, interval_s: float) -> None:
         """Check schedules and label volumes every `interval_s` in a daemon thread."""
-
-        def loop() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.tick()
-                except Exception:  # a bad tick must not end retraining for good
-                    log.exception("retraining tick failed")
-
-        threading.Thread(target=loop, name="retrain-triggers", daemon=True).start()
+        self._ticker.start(interval_s)
 
     def close(self, wait: bool = True) -> None:
-        self._stop.set()
+        self._ticker.stop()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)

@@ -30,6 +30,13 @@ MonitorOption = Annotated[
         min=0, help="Seconds between drift checks of the logged predictions [60]; 0 = off."
     ),
 ]
+RetentionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Delete logged predictions and rollout statistics older than this "
+        "(30d, 8w; at least 1d) [30d]; 'forever' keeps everything."
+    ),
+]
 
 
 def install(app: typer.Typer) -> None:
@@ -55,10 +62,12 @@ def server(
     no_controller: ControllerOption = False,
     controller_interval_s: IntervalOption = None,
     monitor_interval_s: MonitorOption = None,
+    retention: RetentionOption = None,
 ) -> None:
     """Run the control plane: the management REST API under /api/v1 (OpenAPI at
     /openapi.json), the rollout controller and the monitoring loop (drift of the logged
-    predictions against each version's reference data; alerts; alert-triggered retraining).
+    predictions against each version's reference data; alerts; alert-triggered retraining),
+    retention of the prediction log and rollout statistics, and Prometheus gauges at /metrics.
 
     Every endpoint needs an API key. On a registry that never had a key, the first start
     creates an admin key and prints it once."""
@@ -69,6 +78,7 @@ def server(
         controller=False if no_controller else None,
         controller_interval_s=controller_interval_s,
         monitor_interval_s=monitor_interval_s,
+        retention=retention,
     )
     raise typer.Exit(run_control_plane(Settings(), control))
 
@@ -82,6 +92,7 @@ def up(
     host: HostOption = None,
     controller_interval_s: IntervalOption = None,
     monitor_interval_s: MonitorOption = None,
+    retention: RetentionOption = None,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Data plane: REST only.")] = False,
 ) -> None:
     """Run the control plane and a data plane serving every deployment, together, for local
@@ -93,5 +104,6 @@ def up(
         port=port,
         controller_interval_s=controller_interval_s,
         monitor_interval_s=monitor_interval_s,
+        retention=retention,
     )
     raise typer.Exit(run_up(Settings(), control, serve_port=serve_port, grpc=not no_grpc))

@@ -111,3 +111,11 @@ def current(database: Database, deployment: str) -> list[LoadFailure]:
             )
             for row in session.scalars(statement)
         ]
+
+
+def prune(database: Database, older_than: datetime) -> int:
+    """Delete reports written before `older_than` (those of planes that died without a later
+    report); returns how many."""
+    with database.write() as session:
+        result: Any = session.execute(delete(LoadFailureRow).where(LoadFailureRow.at < older_than))
+        return int(result.rowcount)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from shipyard.core.errors import InvalidArgument, ShipyardError
 from shipyard.monitoring.eventlog.privacy import digest
 
@@ -30,7 +32,11 @@ _UNITS = {
     "w": "weeks",
 }
 # Failures of one store that must not stop the others (network, disk, server errors).
-_STORE_ERRORS = (ShipyardError, OSError, ConnectionError, TimeoutError, RuntimeError)
+# SQLAlchemyError: what the table store's database refuses beyond Unavailable (PostgreSQL's
+# missing relation, a permission) is that store's failure, not the whole sweep's.
+_STORE_ERRORS = (
+    ShipyardError, OSError, ConnectionError, TimeoutError, RuntimeError, SQLAlchemyError,
+)  # fmt: skip
 
 
 class Store(Protocol):
