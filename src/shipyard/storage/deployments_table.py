@@ -82,7 +82,10 @@ class RouteStatsRow(Base):
     """What one data plane saw for one variant since its previous flush (summed by readers)."""
 
     __tablename__ = "route_stats"
-    __table_args__ = (Index("ix_route_stats_window", "deployment", "at"),)
+    __table_args__ = (
+        Index("ix_route_stats_window", "deployment", "at"),
+        Index("ix_route_stats_at", "at"),  # retention prunes by age
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     deployment: Mapped[str] = mapped_column(String(200))
@@ -104,7 +107,10 @@ class PredictionRow(Base):
     """A routed prediction, kept so feedback (ground truth) can be joined to it later."""
 
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_window", "deployment", "at"),)
+    __table_args__ = (
+        Index("ix_predictions_window", "deployment", "at"),
+        Index("ix_predictions_at", "at"),  # retention prunes by age
+    )
 
     request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     deployment: Mapped[str] = mapped_column(String(200))

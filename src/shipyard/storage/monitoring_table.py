@@ -19,6 +19,7 @@ class PredictionEventRow(Base):
         Index("ix_prediction_events_deployment", "deployment", "at"),
         Index("ix_prediction_events_subject", "subject"),
         Index("ix_prediction_events_request", "request_id"),
+        Index("ix_prediction_events_at", "at"),  # retention prunes by age
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
