@@ -476,10 +476,16 @@ def test_changes_made_meanwhile_are_shown_as_conflicts(tab: Tab) -> None:
         ok(admin.post("/deployments/busy/rollout/pause"))
     tab.confirm("#rollout-pause")
     assert "already paused" in tab.flash("error")
-    # A deployment changed after the page loaded (at revision 3): the server refuses the
-    # rollback, which names the revision the page showed, and the page redraws.
+    # Aborted by someone else (revision 3) while this page still shows the canary at revision
+    # 2: its promote names revision 2 and is refused, so it cannot act on what came since.
     with tab.ui.api() as admin:
         ok(admin.post("/deployments/busy/rollout/abort"))
+    tab.confirm("#rollout-promote")
+    message = tab.flash("error")
+    assert "Conflict: deployment 'busy' is at revision 3, not 2" in message, message
+    assert "promoting the rollout" in message, message
+    # A deployment changed after the page loaded (at revision 3): the server refuses the
+    # rollback, which names the revision the page showed, and the page redraws.
     tab.page.reload()
     tab.page.wait_for_selector("#rollback-1")
     with tab.ui.api() as admin:

@@ -177,6 +177,36 @@ def test_deploy_with_an_expected_revision(deployments: Deployments) -> None:
     assert deployments.deploy("d", "fraud:2", expected_revision=1).number == 2
 
 
+def test_a_rollout_action_decided_on_a_stale_revision_is_refused(
+    deployments: Deployments,
+) -> None:
+    """Someone looked at the canary of fraud:2 (revision 2) and clicked promote; meanwhile it
+    was aborted and a canary of fraud:3 started. The stale click must not ship fraud:3."""
+    rollouts = Rollouts(deployments)
+    deployments.deploy("d", "fraud:1")
+    seen = deployments.deploy("d", "fraud:2", strategy="canary", policy=POLICY).number
+    rollouts.abort("d", reason="bad latency")
+    deployments.deploy("d", "fraud:3", strategy="canary", policy=POLICY)
+    before = deployments.revisions("d"), deployments.history("d"), rollouts.current("d")
+    for act, doing in (
+        (rollouts.promote, "promoting"),
+        (rollouts.abort, "aborting"),
+        (rollouts.pause, "pausing"),
+        (rollouts.resume, "resuming"),
+    ):
+        with pytest.raises(
+            Conflict, match=f"is at revision 4, not {seen}: .* {doing} the rollout$"
+        ):
+            act("d", expected_revision=seen)
+    with pytest.raises(InvalidArgument, match="expected revision must be a non-negative"):
+        rollouts.promote("d", expected_revision=-2)
+    assert (deployments.revisions("d"), deployments.history("d"), rollouts.current("d")) == before
+    # On the revision it shows, the action goes through.
+    assert rollouts.pause("d", expected_revision=4).state is RolloutState.PAUSED
+    promoted = rollouts.promote("d", expected_revision=4, reason="looks good")
+    assert promoted.state is RolloutState.PROMOTED and promoted.candidate.version == 3
+
+
 def _decision(outcome: str, step: int = 0) -> Decision:
     return Decision(datetime.now(UTC), step, 10, outcome, f"{outcome} because", {"p": 0.5})
 

@@ -118,17 +118,22 @@ def status(
         console.print(f"no analysis decisions: {why}", highlight=False, markup=False)
 
 
-def _manual(
-    verb: str, act: Callable[[Deployments, str, str | None], Rollout]
-) -> Callable[..., None]:
+Act = Callable[[Deployments, str, str | None, int | None], Rollout]
+
+
+def _manual(verb: str, act: Act) -> Callable[..., None]:
     @exits_by_kind
     def command(
         deployment: Annotated[str, typer.Argument(help="Deployment name.")],
         reason: ReasonOption = None,
+        expected_revision: Annotated[
+            int | None,
+            typer.Option(help="Refuse (exit 5) unless the deployment is at this revision now."),
+        ] = None,
         json: JsonOption = False,
     ) -> None:
         with Deployments() as client:
-            rollout = act(client, deployment, reason)
+            rollout = act(client, deployment, reason, expected_revision)
         if json:
             print_json(rollout_json(rollout))
         else:
@@ -140,16 +145,16 @@ def _manual(
 
 
 rollout_app.command("pause", help="Hold the rollout where it is: no decisions until resumed.")(
-    _manual("paused", lambda c, n, r: c.pause(n, reason=r))
+    _manual("paused", lambda c, n, r, e: c.pause(n, reason=r, expected_revision=e))
 )
 rollout_app.command("resume", help="Resume a paused rollout with a fresh analysis window.")(
-    _manual("resumed", lambda c, n, r: c.resume(n, reason=r))
+    _manual("resumed", lambda c, n, r, e: c.resume(n, reason=r, expected_revision=e))
 )
 rollout_app.command("promote", help="Give the candidate all traffic now and end the rollout.")(
-    _manual("promoted", lambda c, n, r: c.promote(n, reason=r))
+    _manual("promoted", lambda c, n, r, e: c.promote(n, reason=r, expected_revision=e))
 )
 rollout_app.command("abort", help="Send all traffic back to the baseline and end the rollout.")(
-    _manual("aborted", lambda c, n, r: c.abort(n, reason=r))
+    _manual("aborted", lambda c, n, r, e: c.abort(n, reason=r, expected_revision=e))
 )
 
 

@@ -146,16 +146,26 @@ class Deployments:
         """The most recent rollout of `name`, finished or not (NotFound if it never had one)."""
         return self._rollouts.latest(name)
 
-    def pause(self, name: str, *, reason: str | None = None) -> progress.Rollout:
-        return self._rollouts.pause(name, reason=reason)
+    # With `expected_revision`, refused (Conflict) unless `name` is still at that revision.
 
-    def resume(self, name: str, *, reason: str | None = None) -> progress.Rollout:
-        return self._rollouts.resume(name, reason=reason)
+    def pause(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> progress.Rollout:
+        return self._rollouts.pause(name, reason=reason, expected_revision=expected_revision)
 
-    def promote(self, name: str, *, reason: str | None = None) -> progress.Rollout:
+    def resume(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> progress.Rollout:
+        return self._rollouts.resume(name, reason=reason, expected_revision=expected_revision)
+
+    def promote(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> progress.Rollout:
         """Give the candidate all traffic now, ending the rollout as promoted."""
-        return self._rollouts.promote(name, reason=reason)
+        return self._rollouts.promote(name, reason=reason, expected_revision=expected_revision)
 
-    def abort(self, name: str, *, reason: str | None = None) -> progress.Rollout:
+    def abort(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> progress.Rollout:
         """Send all traffic back to the baseline, ending the rollout as aborted."""
-        return self._rollouts.abort(name, reason=reason)
+        return self._rollouts.abort(name, reason=reason, expected_revision=expected_revision)

@@ -250,23 +250,40 @@ class Rollouts:
 
     # -- manual control ----------------------------------------------------------------------
 
-    def pause(self, name: str, *, reason: str | None = None) -> Rollout:
-        return self._manual(name, "pause", reason)
+    # With `expected_revision`, each is refused (Conflict) unless the deployment is still at
+    # the revision the decision was made on: a step of the controller, a rollback, or a new
+    # rollout (whose candidate a stale "promote" would otherwise ship) came in between.
 
-    def resume(self, name: str, *, reason: str | None = None) -> Rollout:
-        return self._manual(name, "resume", reason)
+    def pause(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> Rollout:
+        return self._manual(name, "pause", reason, expected_revision)
 
-    def promote(self, name: str, *, reason: str | None = None) -> Rollout:
-        return self._manual(name, "promote", reason)
+    def resume(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> Rollout:
+        return self._manual(name, "resume", reason, expected_revision)
 
-    def abort(self, name: str, *, reason: str | None = None) -> Rollout:
-        return self._manual(name, "abort", reason)
+    def promote(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> Rollout:
+        return self._manual(name, "promote", reason, expected_revision)
 
-    def _manual(self, name: str, verb: str, reason: str | None) -> Rollout:
+    def abort(
+        self, name: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> Rollout:
+        return self._manual(name, "abort", reason, expected_revision)
+
+    def _manual(
+        self, name: str, verb: str, reason: str | None, expected_revision: int | None
+    ) -> Rollout:
         check_name(name)
         checks.check_text(reason, "reason")
+        store.check_expected_revision(expected_revision)
         with self.database.write() as session:
             deployment = store.require(session, name, lock=True)
+            doing = f"{verb.removesuffix('e')}ing the rollout"
+            store.require_revision(name, deployment.revision, expected_revision, doing)
             row = active_row(session, deployment)
             if row is None:
                 raise FailedPrecondition(f"deployment {name!r} has no rollout in progress")

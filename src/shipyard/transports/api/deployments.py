@@ -58,8 +58,13 @@ class RollbackBody(_Body):
     )
 
 
-class ReasonBody(_Body):
+class RolloutActionBody(_Body):
     reason: Text = None
+    expected_revision: int | None = Field(
+        default=None,
+        description="The revision the action was decided on: refused (409) if the deployment "
+        "has moved on (a controller step, a rollback, another rollout).",
+    )
 
 
 @router.get("/deployments", response_model=list[DeploymentOut])
@@ -127,7 +132,7 @@ def rollout_status(name: str, caller: Caller = READ) -> RolloutStatus:
 def rollout_action(
     name: str,
     action: Literal["pause", "resume", "promote", "abort"],
-    body: Annotated[ReasonBody | None, Body()] = None,
+    body: Annotated[RolloutActionBody | None, Body()] = None,
     caller: Caller = DEPLOY,
 ) -> RolloutOut:
     rollouts = caller.rollouts
@@ -137,5 +142,7 @@ def rollout_action(
         "promote": rollouts.promote,
         "abort": rollouts.abort,
     }
-    reason = body.reason if body is not None else None
-    return RolloutOut.of(verbs[action](name, reason=reason))
+    given = body or RolloutActionBody()
+    return RolloutOut.of(
+        verbs[action](name, reason=given.reason, expected_revision=given.expected_revision)
+    )

@@ -56,14 +56,15 @@ function splitView(revision, rollout) {
   return h("div", { id: "split" }, bar, table(["Version", "Share", "Role", ""], rows, "No variants."));
 }
 
-function rolloutActions(ctx, name, rollout) {
+function rolloutActions(ctx, name, rollout, revision) {
   if (!ctx.canDeploy) return null;
   const action = (verb, label, body, danger = false) => h("button", {
     type: "button", id: `rollout-${verb}`, class: danger ? "danger" : "",
     onclick: async () => {
       const answer = await ctx.confirm({ title: `${label} the rollout of ${name}?`, body, confirmLabel: label, danger });
       if (!answer) return;
-      await ctx.act(() => post(`/deployments/${enc(name)}/rollout/${verb}`, { reason: answer.reason }),
+      // Sent with the revision this page shows: the server refuses (409) if it has moved on.
+      await ctx.act(() => post(`/deployments/${enc(name)}/rollout/${verb}`, { reason: answer.reason, expected_revision: revision }),
         `${label}: done for ${name}.`);
     },
   }, label);
@@ -75,7 +76,7 @@ function rolloutActions(ctx, name, rollout) {
     action("abort", "Abort", `Traffic goes back to ${rollout.baseline.model}:${rollout.baseline.version} alone; the rollout ends.`, true));
 }
 
-function rolloutView(ctx, name, rollout) {
+function rolloutView(ctx, name, rollout, revision) {
   if (!rollout) return card("Rollout", h("p", { class: "empty", id: "no-rollout" }, "No rollout in progress."));
   const steps = rollout.policy.steps || [];
   const stepList = h("ol", { class: "steps", id: "rollout-steps" }, steps.map((w, i) =>
@@ -95,7 +96,7 @@ function rolloutView(ctx, name, rollout) {
     h("h3", {}, "Steps"), stepList,
     h("h3", {}, "Decisions"),
     table(["When", "Step", "Outcome", "Reason", "Numbers"], decisions, "No analysis window has closed yet."),
-    rolloutActions(ctx, name, rollout)));
+    rolloutActions(ctx, name, rollout, revision)));
 }
 
 function revisionsView(ctx, deployment, revisions) {
@@ -171,7 +172,7 @@ export async function deploymentPage(ctx, name) {
         revision.reason ? ` — ${revision.reason}` : ""), splitView(revision, rollout)),
       card("Traffic share by revision", weightsChart(revisions))),
     h("div", { class: "stack" },
-      rolloutView(ctx, name, rollout),
+      rolloutView(ctx, name, rollout, revision.number),
       card("A/B results", abView(ab)),
       card("Revisions", h("div", { id: "revisions" }, revisionsView(ctx, deployment, revisions))),
       card("History", table(["When", "Action", "Who", "Reason", "Details"], historyRows, "No history."))));
