@@ -1,6 +1,7 @@
 """Training data from logged predictions joined with feedback, and from read-only SQL queries
 (PostgreSQL, DuckDB): what each gives, what it drops and says so, how a run fails when a
-source does, and that a database password never reaches the run record, log or ledger."""
+source does, and that a database password is never stored: it comes from the environment
+variable `password_env` names and never reaches the config, run record, log or ledger."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from shipyard.core.errors import InvalidArgument, Unavailable
+from shipyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from shipyard.core.events import PredictionEvent
 from shipyard.jobs.retrain.config import LoggedSource, SqlSource, parse_config
 from shipyard.jobs.retrain.logged_source import read_logged
 from shipyard.jobs.retrain.pipelines import Pipelines, RunStatus
 from shipyard.jobs.retrain.runner import Runner, StoreSpec
-from shipyard.jobs.retrain.sql_source import read_sql
+from shipyard.jobs.retrain.sql_source import engine_url, read_sql
 from shipyard.monitoring.eventlog import ParquetSink
 from shipyard.monitoring.feedback import Feedback, FeedbackStore
 from shipyard.packaging.register import Registration, register_model
@@ -39,6 +40,7 @@ def good(context):
     return LogisticRegression(max_iter=500).fit(context.features, context.target)
 """
 PASSWORD = "s3cret-pw-4242"
+PASSWORD_ENV = "SHIPYARD_TEST_WAREHOUSE_PASSWORD"
 NOW = datetime.now(UTC)
 
 
@@ -226,9 +228,10 @@ def test_logged_source_failures_fail_the_run(
 
 
 @pytest.fixture
-def warehouse(postgres_url: str) -> Iterator[str]:
+def warehouse(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh PostgreSQL database with table `training` (120 rows) and a function that
-    writes; yields its URL with a password (the test server trusts any)."""
+    writes; yields its URL, and PASSWORD is in PASSWORD_ENV (the test server trusts any)."""
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     engine = create_engine(
         make_url(postgres_url).set(drivername="postgresql+psycopg"), poolclass=NullPool
     )
@@ -247,7 +250,7 @@ def warehouse(postgres_url: str) -> Iterator[str]:
             )
         )
     engine.dispose()
-    yield make_url(postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
+    yield make_url(postgres_url).render_as_string(hide_password=False)
 
 
 def _count(url: str, table: str) -> int:
@@ -260,7 +263,8 @@ def _count(url: str, table: str) -> int:
 
 
 def _sql(url: str, query: str, **options: Any) -> SqlSource:
-    return SqlSource.model_validate({"sql": query, "database": url, **options})
+    given = {"sql": query, "database": url, "password_env": PASSWORD_ENV, **options}
+    return SqlSource.model_validate(given)
 
 
 @pytest.mark.postgres
@@ -269,12 +273,7 @@ def test_sql_on_postgres_reads_the_query_result(warehouse: str) -> None:
     assert list(read.data.columns) == ["a", "b", "c", "label"]
     assert len(read.data) == 120 and read.data["c"].dtype == np.float64  # numeric as float
     assert read.data["a"].is_monotonic_increasing
-    assert read.report == {
-        "kind": "sql",
-        "database": warehouse.replace(PASSWORD, "***"),
-        "rows": 120,
-    }
-    assert PASSWORD not in json.dumps(read.report)
+    assert read.report == {"kind": "sql", "database": warehouse, "rows": 120}
     assert len(read_sql(_sql(warehouse, "SELECT * FROM training", max_rows=120)).data) == 120
     with pytest.raises(InvalidArgument, match="more than max_rows=119"):
         read_sql(_sql(warehouse, "SELECT * FROM training", max_rows=119))
@@ -300,16 +299,30 @@ def test_sql_on_postgres_refuses_writes_and_reports_bad_queries(
 ) -> None:
     with pytest.raises(InvalidArgument, match=message) as caught:
         read_sql(_sql(warehouse, query))
-    assert PASSWORD not in caught.value.message and "***" in caught.value.message
+    assert PASSWORD not in caught.value.message
     assert _count(warehouse, "training") == 120 and _count(warehouse, "audit") == 0
 
 
-def test_an_unreachable_database_is_unavailable_with_the_password_masked() -> None:
-    url = f"postgresql://reader:{PASSWORD}@127.0.0.1:1/warehouse"
+def test_an_unreachable_database_is_unavailable_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     with pytest.raises(Unavailable, match="cannot reach the SQL source database") as caught:
-        read_sql(_sql(url, "SELECT 1"))
-    assert "postgresql://reader:***@127.0.0.1:1/warehouse" in caught.value.message
+        read_sql(_sql("postgresql://reader@127.0.0.1:1/warehouse", "SELECT 1"))
+    assert "postgresql://reader@127.0.0.1:1/warehouse" in caught.value.message
     assert PASSWORD not in caught.value.message
+
+
+def test_the_password_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _sql("postgresql://reader@db.internal/warehouse", "SELECT 1")
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    assert engine_url(source).password == PASSWORD
+    assert PASSWORD not in json.dumps(source.model_dump(mode="json"))
+    monkeypatch.delenv(PASSWORD_ENV)
+    with pytest.raises(FailedPrecondition, match=f"environment variable {PASSWORD_ENV}, which"):
+        read_sql(source)
+    bare = SqlSource.model_validate({"sql": "SELECT 1", "database": "postgresql://r@h/w"})
+    assert engine_url(bare).password is None  # libpq's PGPASSWORD / ~/.pgpass then apply
 
 
 # -- SQL on DuckDB ---------------------------------------------------------------------------
@@ -382,7 +395,11 @@ def test_a_run_trains_on_a_sql_query_and_never_records_the_password(
     _register(
         runner,
         [
-            {"sql": "SELECT a, b, c::float8 AS c, label FROM training", "database": warehouse},
+            {
+                "sql": "SELECT a, b, c::float8 AS c, label FROM training",
+                "database": warehouse,
+                "password_env": PASSWORD_ENV,
+            },
             {"sql": "SELECT * FROM training", "duckdb": str(duck_file)},
         ],
     )
@@ -391,18 +408,18 @@ def test_a_run_trains_on_a_sql_query_and_never_records_the_password(
     assert [r["rows"] for r in run.result["sources"]] == [120, 50]
     assert run.result["train_rows"] + run.result["holdout_rows"] == 170
     _assert_no_password(runner, run)
-    # The stored config keeps what the training process needs; what people see is masked.
+    # The stored config names the variable; the password itself is nowhere in it.
     pipeline = runner.pipelines.get("p")
-    assert PASSWORD in json.dumps(pipeline.config.to_document())
     assert PASSWORD not in json.dumps(pipeline.config.to_json())
+    assert pipeline.config.to_json()["sources"][0]["password_env"] == PASSWORD_ENV
 
 
 def _assert_no_password(runner: Runner, run: Any) -> None:
     recorded = json.dumps([run.result, run.error, run.trigger_details])
-    assert PASSWORD not in recorded and "***" in recorded
+    assert PASSWORD not in recorded
     assert PASSWORD not in Path(run.log_path or "").read_text()
     ledger = json.dumps([e.details for e in runner.registry.history("fraud")], default=str)
-    assert PASSWORD not in ledger and "***" in ledger
+    assert PASSWORD not in ledger
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -410,20 +427,26 @@ def _assert_no_password(runner: Runner, run: Any) -> None:
     ("url", "query", "message"),
     [
         (
-            f"postgresql://reader:{PASSWORD}@127.0.0.1:1/warehouse",
+            "postgresql://reader@127.0.0.1:1/warehouse",
             "SELECT 1",
-            "cannot reach the SQL source database postgresql://reader:***@127.0.0.1:1/warehouse",
+            "cannot reach the SQL source database postgresql://reader@127.0.0.1:1/warehouse",
         ),
         ("warehouse", "SELECT nope FROM training", 'column "nope" does not exist'),
         ("warehouse", "SELECT scribble()", "read-only transaction"),
     ],
 )
 def test_a_failing_sql_source_fails_the_run_and_changes_nothing(
-    setup: Any, request: pytest.FixtureRequest, url: str, query: str, message: str
+    setup: Any,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    query: str,
+    message: str,
 ) -> None:
     runner, _ = setup
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     database = request.getfixturevalue("warehouse") if url == "warehouse" else url
-    _register(runner, [{"sql": query, "database": database}])
+    _register(runner, [{"sql": query, "database": database, "password_env": PASSWORD_ENV}])
     run = runner.run("p")
     assert run.status is RunStatus.FAILED and message in (run.error or ""), run.error
     _assert_no_password(runner, run)
@@ -448,6 +471,13 @@ def test_a_failing_sql_source_fails_the_run_and_changes_nothing(
         ),
         ({"sql": "SELECT 1", "database": "sqlite:///x.db"}, "is a postgresql:// URL"),
         ({"sql": "SELECT 1", "database": "::nonsense"}, "not a valid SQLAlchemy URL"),
+        ({"sql": "SELECT 1", "database": f"postgresql://r:{PASSWORD}@h/w"}, "holds a password"),
+        (
+            {"sql": "SELECT 1", "database": f"postgresql://r@h/w?password={PASSWORD}"},
+            "password_env",
+        ),
+        ({"sql": "SELECT 1", "duckdb": "x", "password_env": "PW"}, "goes with a database URL"),
+        ({"sql": "SELECT 1", "database": "postgresql://r@h/w", "password_env": "1-x"}, "pattern"),
         ({"sql": "SELECT 1", "duckdb": "x", "max_rows": 0}, "max_rows"),
         ({"sql": "", "duckdb": "x"}, "sources.0.sql.sql"),
     ],
@@ -465,18 +495,14 @@ def test_relative_file_paths_resolve_against_the_config_file(tmp_path: Path) -> 
             "sources": [
                 {"path": "data/train.parquet"},
                 {"sql": "SELECT 1", "duckdb": "w.duckdb"},
-                {"sql": "SELECT 1", "database": f"postgresql://u:{PASSWORD}@h/db"},
+                {"sql": "SELECT 1", "database": "postgresql://u@h/db", "password_env": "PW"},
                 {"logged": {"since": "12h"}},
             ],
         }
     )
-    resolved = config.resolved(tmp_path).to_document()["sources"]
+    resolved = config.resolved(tmp_path).to_json()["sources"]
     assert resolved[0]["path"] == str(tmp_path / "data" / "train.parquet")
     assert resolved[1]["duckdb"] == str(tmp_path / "w.duckdb")
-    assert resolved[2]["database"] == f"postgresql://u:{PASSWORD}@h/db"
+    assert resolved[2]["database"] == "postgresql://u@h/db" and resolved[2]["password_env"] == "PW"
     assert resolved[3] == {"logged": {"since": "12h", "deployment": None, "max_events": 5_000_000}}
-    # Any plain dump (the API, `--json` output, the ledger) masks it; only the stored document
-    # the training process reads keeps it, and reads back to the same config.
-    assert config.to_json()["sources"][2]["database"] == "postgresql://u:***@h/db"
-    assert config.model_dump()["sources"][2]["database"] == "postgresql://u:***@h/db"
-    assert parse_config(config.to_document()) == config
+    assert parse_config(config.to_json()) == config  # what is stored reads back the same

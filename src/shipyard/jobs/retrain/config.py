@@ -7,6 +7,7 @@ and how it is released. Users write it as YAML; every field is checked and error
       - logged: {since: 30d}            # the model's logged predictions joined with feedback
       - sql: SELECT * FROM training     # a read-only query, bounded by max_rows
         database: postgresql://reader@db/warehouse   # or duckdb: data/warehouse.duckdb
+        password_env: WAREHOUSE_PASSWORD             # never a password in the URL
     holdout: {fraction: 0.2, time_column: ts}
     params: {n_estimators: 50}
     seed: 0
@@ -29,9 +30,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    SerializationInfo,
     Tag,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -90,14 +89,17 @@ class LoggedSource(_Strict):
 
 
 MAX_SQL_ROWS = 5_000_000
-SECRETS = "secrets"  # serialization context key: dump database URLs as given
 
 
 class SqlSource(_Strict):
     """The result of one read-only query on PostgreSQL (`database`) or a DuckDB file."""
 
     sql: str = Field(min_length=1, max_length=100_000)
-    database: str | None = None  # postgresql://user@host/db (a password is never shown)
+    database: str | None = None  # postgresql://user@host/db, without a password
+    # The environment variable holding the password, read where the run executes. The
+    # config is stored in the registry, so a password never goes in it (PGPASSWORD and
+    # ~/.pgpass of the control plane work too).
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     duckdb: str | None = None  # path of a DuckDB database file, opened read-only
     max_rows: int = Field(default=MAX_SQL_ROWS, ge=1, le=100_000_000)
 
@@ -111,12 +113,20 @@ class SqlSource(_Strict):
                 raise ValueError("the database is not a valid SQLAlchemy URL") from None
             if url.get_backend_name() != "postgresql":
                 raise ValueError("a SQL source database is a postgresql:// URL (or use duckdb)")
+            if url.password is not None or "password" in url.query:
+                raise ValueError(
+                    "the database URL holds a password, which would be stored in the "
+                    "registry; put it in an environment variable of the control plane and "
+                    "name that in password_env (or use PGPASSWORD or ~/.pgpass)"
+                )
         return database
 
     @model_validator(mode="after")
     def _one_database(self) -> SqlSource:
         if (self.database is None) == (self.duckdb is None):
             raise ValueError("a SQL source names either a database URL or a duckdb file")
+        if self.password_env is not None and self.database is None:
+            raise ValueError("password_env goes with a database URL, not a duckdb file")
         return self
 
     @property
@@ -131,13 +141,6 @@ class SqlSource(_Strict):
         if self.duckdb is None:
             return self
         return self.model_copy(update={"duckdb": str((base / self.duckdb).resolve())})
-
-    @field_serializer("database")
-    def _masked(self, database: str | None, info: SerializationInfo) -> str | None:
-        # Masked wherever the config is dumped (API, CLI, ledger) unless secrets are asked for.
-        if database is None or (info.context or {}).get(SECRETS):
-            return database
-        return self.where
 
 
 def _source_kind(value: object) -> str | None:
@@ -212,12 +215,9 @@ class PipelineConfig(_Strict):
         return schedule
 
     def to_json(self) -> dict[str, Any]:
-        """The config as shown to people (API, CLI, ledger): database passwords masked."""
+        """The config as stored, shown (API, CLI, ledger) and read by the training process;
+        it holds no secret (a database password is named by password_env, not given)."""
         return self.model_dump(mode="json")
-
-    def to_document(self) -> dict[str, Any]:
-        """Everything, secrets included: what is stored and what the training process reads."""
-        return self.model_dump(mode="json", context={SECRETS: True})
 
     def resolved(self, base: Path) -> PipelineConfig:
         """File paths (sources, DuckDB files) relative to `base` made absolute."""

@@ -128,7 +128,7 @@ class Pipelines:
             row.model, row.entry, row.config, row.updated_at = (
                 model,
                 entry,
-                config.to_document(),
+                config.to_json(),
                 now,
             )
             session.flush()

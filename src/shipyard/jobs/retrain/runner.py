@@ -142,7 +142,7 @@ class Runner:
             "run_id": run.id,
             "model": pipeline.model,
             "entry": pipeline.entry,
-            "config": pipeline.config.to_document(),
+            "config": pipeline.config.to_json(),
             "champion": champion.ref if champion else None,
             "champion_version": champion.version if champion else None,
             "store": {

@@ -4,22 +4,24 @@ Read-only twice over: PostgreSQL runs the query in a READ ONLY transaction throu
 server-side cursor (`DECLARE ... CURSOR FOR`, which takes exactly one SELECT/VALUES query and
 no data-modifying WITH); DuckDB opens the file with read_only=True and takes one SELECT
 statement. The result is bounded by `max_rows`: one more row is an error, never a silent cut.
-Messages name the database with its password masked, and never echo the URL as given.
+The password, if any, comes from the environment variable `password_env` names, read here
+(the config itself never holds one); messages never show it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from shipyard.core.errors import InvalidArgument, Unavailable
+from shipyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from shipyard.jobs.retrain.config import SqlSource
 
 FETCH_ROWS = 50_000
@@ -55,7 +57,7 @@ def _postgres(source: SqlSource) -> pd.DataFrame:
         raise InvalidArgument(
             f"the SQL source on {source.where} must be one SELECT query, not {first.upper()!r}"
         )
-    url = make_url(source.database).set(drivername="postgresql+psycopg")
+    url = engine_url(source)
     engine = create_engine(
         url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
     )
@@ -64,7 +66,7 @@ def _postgres(source: SqlSource) -> pd.DataFrame:
     except SQLAlchemyError as exc:
         engine.dispose()
         raise Unavailable(
-            f"cannot reach the SQL source database {source.where}: {_line(exc, source)}"
+            f"cannot reach the SQL source database {source.where}: {_line(exc, url.password)}"
         ) from None
     try:
         with connection, connection.begin():
@@ -84,7 +86,7 @@ def _postgres(source: SqlSource) -> pd.DataFrame:
                 result.close()  # the server-side cursor, also when stopped at the bound
     except SQLAlchemyError as exc:
         raise InvalidArgument(
-            f"the SQL query on {source.where} failed: {_line(exc, source)}"
+            f"the SQL query on {source.where} failed: {_line(exc, url.password)}"
         ) from None
     finally:
         engine.dispose()
@@ -109,15 +111,29 @@ def _duckdb(source: SqlSource) -> pd.DataFrame:
             frame: pd.DataFrame = connection.sql(source.sql).limit(source.max_rows + 1).df()
     except duckdb.Error as exc:
         raise InvalidArgument(
-            f"the SQL source on {source.where} failed: {_line(exc, source)}"
+            f"the SQL source on {source.where} failed: {_line(exc, None)}"
         ) from None
     return frame
 
 
-def _line(exc: BaseException, source: SqlSource) -> str:
+def engine_url(source: SqlSource) -> URL:
+    """The psycopg URL of a PostgreSQL source, with the password from `password_env`."""
+    assert source.database is not None
+    url = make_url(source.database).set(drivername="postgresql+psycopg")
+    if source.password_env is None:
+        return url
+    password = os.environ.get(source.password_env)  # noqa: TID251 - a user-named secret
+    if password is None:
+        raise FailedPrecondition(
+            f"the SQL source on {source.where} takes its password from the environment "
+            f"variable {source.password_env}, which is not set where the run executes"
+        )
+    return url.set(password=password)
+
+
+def _line(exc: BaseException, password: object) -> str:
     """The driver's own first line (not SQLAlchemy's, which repeats the SQL), password masked."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = str(cause).strip().splitlines()
     line = lines[0][:300] if lines else type(cause).__name__
-    password = make_url(source.database).password if source.database else None
     return line.replace(str(password), "***") if password else line
