@@ -1,18 +1,22 @@
 """PredictionLogger: the data plane's `EventEmitter`, never blocking the request path.
 
-`emit` is a `put_nowait` into a bounded queue (O(1), safe from an event loop or any thread);
-when the queue is full the event is dropped and counted. A background thread collects
-batches (up to `batch_size` events or `flush_interval_s` after the first), scrubs them
-(`Privacy`) and hands each batch to one worker thread per sink. Serving keeps answering
-whatever the sinks do (promise P13).
+`emit` appends to a bounded deque (O(1), lock-free in CPython, safe from an event loop or any
+thread); when it is full the event is dropped and counted. A background thread looks at the
+deque every `POLL_S` and takes batches (up to `batch_size` events, or what is there
+`flush_interval_s` after the first), scrubs them (`Privacy`) and hands each batch to one worker
+thread per sink. Serving keeps answering whatever the sinks do (promise P13).
+
+Polled, not signalled: a `queue.Queue` wakes the waiting thread on every put, so each request
+handed the GIL to the logger thread and back — on a busy worker that ping-pong, not the
+logging work, was most of the cost.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Collection, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -26,6 +30,7 @@ from shipyard.monitoring.eventlog.worker import SinkWorker
 
 log = logging.getLogger(__name__)
 YIELD_EVERY = 32  # events scrubbed between GIL hand-backs
+POLL_S = 0.05  # how often the logger thread looks for events (at most flush_interval_s)
 
 
 class PredictionLogger:
@@ -63,7 +68,9 @@ class PredictionLogger:
             columns=columns,
         )
         self.metrics = EventLogMetrics(registry or CollectorRegistry())
-        self._queue: queue.Queue[PredictionEvent] = queue.Queue(maxsize=max_queue)
+        self._pending: deque[PredictionEvent] = deque()
+        self._max_queue = max_queue
+        self._poll_s = min(POLL_S, flush_interval_s)
         self._batch_size = batch_size
         self._flush_s = flush_interval_s
         self._close_timeout_s = close_timeout_s
@@ -82,9 +89,10 @@ class PredictionLogger:
         if self._closed:
             self.metrics.closed.inc()
             return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
+        # Racing emitters may pass the bound by a few events; never by more than their number.
+        if len(self._pending) < self._max_queue:
+            self._pending.append(event)
+        else:
             self.metrics.queue_full.inc()
             if not self._full_warned:
                 self._full_warned = True
@@ -112,7 +120,7 @@ class PredictionLogger:
         self.close()
 
     def _drain(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and not self._pending):
             batch = self._collect()
             if batch:
                 self._dispatch(batch)
@@ -120,24 +128,21 @@ class PredictionLogger:
                 return  # close() counts what is left
 
     def _collect(self) -> list[PredictionEvent]:
-        """Up to batch_size events, waiting at most flush_interval_s after the first."""
-        batch: list[PredictionEvent] = []
-        wait_until = time.monotonic() + self._flush_s
-        while len(batch) < self._batch_size:
-            remaining = wait_until - time.monotonic()
-            if self._stop.is_set():
-                remaining = 0.0
-            try:
-                if remaining > 0:
-                    batch.append(self._queue.get(timeout=min(remaining, 0.1)))
-                else:
-                    batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                if remaining <= 0 or (not batch and self._stop.is_set()):
-                    break
-                if not batch:
-                    wait_until = time.monotonic() + self._flush_s
-        return batch
+        """Up to batch_size events, once that many wait or flush_interval_s after the first
+        was seen (at once when stopping); empty when stopping with nothing left."""
+        first_seen: float | None = None
+        while True:
+            stopping = self._stop.is_set()
+            waiting = len(self._pending)
+            now = time.monotonic()
+            if waiting and first_seen is None:
+                first_seen = now
+            due = first_seen is not None and (stopping or now - first_seen >= self._flush_s)
+            if waiting >= self._batch_size or (waiting and due):
+                return self._take(min(waiting, self._batch_size))
+            if stopping:
+                return []
+            self._stop.wait(self._poll_s)
 
     def _dispatch(self, batch: list[PredictionEvent]) -> None:
         stored: list[PredictionEvent] = []
@@ -154,11 +159,15 @@ class PredictionLogger:
                 worker.offer(stored)
 
     def _count_left(self, reason: str) -> None:
-        left = 0
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-            left += 1
-        self.metrics.dropped(reason, m.ALL_SINKS, left)
+        self.metrics.dropped(reason, m.ALL_SINKS, len(self._take(len(self._pending))))
+
+    def _take(self, count: int) -> list[PredictionEvent]:
+        """Up to `count` of the oldest events (fewer if another thread took some first: a
+        drainer that outlived close() and close() itself may both be taking)."""
+        taken: list[PredictionEvent] = []
+        try:
+            for _ in range(count):
+                taken.append(self._pending.popleft())
+        except IndexError:
+            pass
+        return taken
