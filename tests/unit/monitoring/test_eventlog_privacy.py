@@ -74,12 +74,20 @@ def test_rows_of_several_subjects_become_one_event_each() -> None:
     assert all(p.request_id == raw.request_id for p in parts)
 
 
-def test_numpy_values_become_plain_python() -> None:
+def test_numeric_arrays_are_kept_and_the_rest_becomes_plain_python() -> None:
+    """Numeric arrays pass through uncopied (the Parquet writer concatenates them per batch);
+    anything else becomes JSON-ready Python values."""
     privacy = Privacy(KEY)
-    raw = event(inputs={"x": np.array([1.5, 2.5]), "n": [np.int64(3)]})  # type: ignore[dict-item]
+    x = np.array([1.5, 2.5], dtype=np.float32)
+    grid = np.array([[0.2, 0.8]])
+    raw = event(inputs={"x": x, "n": [np.int64(3)], "s": np.array(["a"])})  # type: ignore[dict-item]
+    raw = replace(raw, outputs={"p": grid, "label": np.array([1])})
     (stored,) = privacy.scrub(raw)
-    assert stored.inputs == {"x": [1.5, 2.5], "n": [3]}
-    assert type(stored.inputs["n"][0]) is int
+    assert stored.inputs["x"] is x
+    assert stored.inputs["n"] == [3] and type(stored.inputs["n"][0]) is int
+    assert stored.inputs["s"] == ["a"] and type(stored.inputs["s"][0]) is str
+    assert stored.outputs["p"] is grid  # 2-D: a row of class probabilities per request row
+    assert list(stored.outputs["label"]) == [1]
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")])

@@ -13,6 +13,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from shipyard.core.errors import InvalidArgument
 from shipyard.core.events import RESPONSE_EVENT_TYPE, PredictionEvent
+from shipyard.monitoring.eventlog.columns import plain
 
 SOURCE_PREFIX = "shipyard/models/"
 _FORMAT = JSONFormat()
@@ -33,8 +34,8 @@ def to_cloudevent(event: PredictionEvent) -> bytes:
         "deployment": event.deployment,
         "model": event.model,
         "version": event.version,
-        "inputs": {k: list(v) for k, v in event.inputs.items()},
-        "outputs": {k: list(v) for k, v in event.outputs.items()},
+        "inputs": {k: plain(v) for k, v in event.inputs.items()},
+        "outputs": {k: plain(v) for k, v in event.outputs.items()},
         "latency_ms": event.latency_ms,
     }
     return _FORMAT.write(CloudEvent(attributes=attributes, data=data))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.errors import InvalidArgument
-from shipyard.core.events import PredictionEvent
+from shipyard.core.events import Column, PredictionEvent
+from shipyard.monitoring.eventlog.columns import plain, storable
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +120,22 @@ class Privacy:
                 version=part.version,
                 at=part.at,
                 inputs=self._clean(part.inputs) if keep_inputs else {},
-                outputs={name: plain(values) for name, values in part.outputs.items()},
+                outputs={name: storable(values) for name, values in part.outputs.items()},
                 latency_ms=part.latency_ms,
                 deployment=part.deployment,
                 subject=subject,
                 event_id=part.event_id,
             )
 
-    def _clean(self, inputs: Any) -> dict[str, list[Any]]:
-        cleaned: dict[str, list[Any]] = {}
+    def _clean(self, inputs: Any) -> dict[str, Column]:
+        cleaned: dict[str, Column] = {}
         for name, values in inputs.items():
             if name in self.exclude:
                 continue
-            cells = plain(values)
             if name in self.hash_columns:
-                cells = [None if v is None else digest(self.key, v) for v in cells]
-            cleaned[name] = cells
+                cleaned[name] = [None if v is None else digest(self.key, v) for v in plain(values)]
+            else:
+                cleaned[name] = storable(values)
         return cleaned
 
     def _split_by_subject(self, event: PredictionEvent) -> list[tuple[PredictionEvent, str | None]]:
@@ -171,14 +172,6 @@ class Privacy:
                 event.model,
                 ", ".join(missing),
             )
-
-
-def plain(values: Any) -> list[Any]:
-    """Python values (numpy arrays and scalars become lists, ints, floats), JSON-ready."""
-    if hasattr(values, "tolist"):
-        listed = values.tolist()
-        return listed if isinstance(listed, list) else [listed]
-    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def _rows(columns: Any, rows: Sequence[int], n: int) -> dict[str, list[Any]]:

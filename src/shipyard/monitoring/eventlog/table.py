@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.core.events import PredictionEvent
+from shipyard.monitoring.eventlog.columns import plain
 from shipyard.storage.database import Database
 from shipyard.storage.monitoring_table import PredictionEventRow
 
@@ -36,8 +37,8 @@ class TableSink:
                 "version": e.version,
                 "at": e.at,
                 "subject": e.subject,
-                "inputs": dict(e.inputs),
-                "outputs": dict(e.outputs),
+                "inputs": {k: plain(v) for k, v in e.inputs.items()},
+                "outputs": {k: plain(v) for k, v in e.outputs.items()},
                 "latency_ms": e.latency_ms,
             }
             for e in events
