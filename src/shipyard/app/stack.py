@@ -9,6 +9,7 @@ with STARTUP_FAILED so the supervisor does not restart it in a loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -144,6 +145,9 @@ class Stack:
             self.failed = True
             self.server.stop_now()
             return
+        # Everything alive now (modules, models, runtimes) lives as long as the worker: out of
+        # the collector's sight, a full collection walks only what requests allocate.
+        gc.freeze()
         log.info("worker %d: ready (%s)", self.index, ", ".join(self.spec.refs))
 
     async def _stop(self) -> None:
