@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -40,6 +40,31 @@ def new_event_id() -> str:
     """Unique without a system call per request: a random per-process prefix and a counter
     (uuid4 reads os.urandom each time, several microseconds on the request path)."""
     return f"{_prefix}{next(_counter):016x}"
+
+
+class MatrixColumns(Mapping[str, Column]):
+    """The columns of a request's 2-D numeric input, by name, without splitting it: the data
+    plane hands this to the log (no work on the request path), and the Parquet writer
+    concatenates the matrices of a whole batch at once instead of one array per column per
+    request. `positions` maps each name to its column and is shared between requests."""
+
+    __slots__ = ("matrix", "names", "positions")
+
+    def __init__(
+        self, names: tuple[str, ...], positions: Mapping[str, int], matrix: npt.NDArray[Any]
+    ) -> None:
+        self.names = names
+        self.positions = positions
+        self.matrix = matrix
+
+    def __getitem__(self, name: str) -> Column:
+        return self.matrix[:, self.positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,9 +1,10 @@
 """The data plane's tap on answered requests: one PredictionEvent each, for the prediction log.
 
-Built on the request path, so it only takes references: the input columns are worked out
-from the prepared input when first read, on the logger's thread (splitting a 30-column
-DataFrame costs ~1.5 ms, which a request must not pay); nothing is copied or serialized here,
-and the emitter's `emit` never blocks (a full queue drops the event and counts it).
+Built on the request path, so it only takes references: a 2-D numeric array input goes as
+it is (`MatrixColumns`, named columns over the same array), and other inputs are split into
+columns when first read, on the logger's thread (splitting a 30-column DataFrame costs
+~1.5 ms, which a request must not pay); nothing is copied or serialized here, and the
+emitter's `emit` never blocks (a full queue drops the event and counts it).
 
 Input columns are named as the reference data stored at registration names them
 (`codecs.tables.array_columns`), so logged windows compare with the reference directly.
@@ -13,6 +14,7 @@ per row per column is what drift and performance work on.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.codecs.tables import array_columns
-from shipyard.core.events import Column, EventEmitter, PredictionEvent
+from shipyard.core.events import Column, EventEmitter, MatrixColumns, PredictionEvent
 from shipyard.core.signatures import Prepared, Signature
 from shipyard.runtimes.base import Outputs
 from shipyard.serving.served import ServedModel
@@ -49,12 +51,33 @@ class EventTap:
                 model=served.name,
                 version=served.version,
                 at=datetime.now(UTC),
-                inputs=LazyColumns(prepared, served.signature),
+                inputs=logged_inputs(prepared, served.signature),
                 outputs={name: value for name, value in outputs.items() if value.ndim <= 2},
                 latency_ms=latency_ms,
                 deployment=deployment,
             )
         )
+
+
+NUMERIC_KINDS = frozenset("fiub")
+
+
+def logged_inputs(prepared: Prepared, signature: Signature | None) -> Mapping[str, Column]:
+    """What the log keeps of a request's input: the matrix itself when it is one numeric
+    array of one or two dimensions, else its columns worked out when first read."""
+    numeric = isinstance(prepared, np.ndarray) and prepared.dtype.kind in NUMERIC_KINDS
+    if not (numeric and isinstance(prepared, np.ndarray) and prepared.ndim in (1, 2)):
+        return LazyColumns(prepared, signature)
+    matrix = prepared.reshape(len(prepared), 1) if prepared.ndim == 1 else prepared
+    single = signature.inputs[0].name if signature and len(signature.inputs) == 1 else None
+    names, positions = _names(single, matrix.shape[1])
+    return MatrixColumns(names, positions, matrix)
+
+
+@functools.lru_cache(maxsize=256)
+def _names(single: str | None, width: int) -> tuple[tuple[str, ...], Mapping[str, int]]:
+    names = tuple(array_columns(single, width))
+    return names, {name: i for i, name in enumerate(names)}
 
 
 class LazyColumns(Mapping[str, Column]):

@@ -13,13 +13,13 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from shipyard.core.errors import InvalidArgument
-from shipyard.core.events import Column, PredictionEvent
+from shipyard.core.events import Column, MatrixColumns, PredictionEvent
 from shipyard.monitoring.eventlog.columns import plain, storable
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ class Privacy:
                 event_id=part.event_id,
             )
 
-    def _clean(self, inputs: Any) -> dict[str, Column]:
+    def _clean(self, inputs: Any) -> Mapping[str, Column]:
+        if isinstance(inputs, MatrixColumns) and not (self.exclude or self.hash_columns):
+            return inputs  # numeric and nothing to drop or hash: the writer takes it whole
         cleaned: dict[str, Column] = {}
         for name, values in inputs.items():
             if name in self.exclude:
