@@ -3,6 +3,7 @@ one-active-rollout rule, manual control and the ledger trail."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -205,6 +206,42 @@ def test_a_rollout_action_decided_on_a_stale_revision_is_refused(
     assert rollouts.pause("d", expected_revision=4).state is RolloutState.PAUSED
     promoted = rollouts.promote("d", expected_revision=4, reason="looks good")
     assert promoted.state is RolloutState.PROMOTED and promoted.candidate.version == 3
+
+
+def test_deploys_of_a_new_name_at_once_all_succeed(deployments: Deployments) -> None:
+    """Both requests create `web-<i>` at the same moment: one creates it, the other becomes
+    its next revision (PostgreSQL used to fail the loser on the unique name)."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def deploy(name: str, model: str) -> None:
+        barrier.wait()
+        try:
+            deployments.deploy(name, model)
+        except BaseException as exc:  # reported below with the others
+            errors.append(exc)
+
+    for i in range(8):
+        threads = [
+            threading.Thread(target=deploy, args=(f"web-{i}", m)) for m in ("fraud:1", "fraud:2")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    for i in range(8):
+        revisions = deployments.revisions(f"web-{i}")
+        assert [r.number for r in revisions] == [1, 2]
+        assert {_weights(r.spec)[0][0] for r in revisions} == {"fraud:1", "fraud:2"}
+
+
+def test_a_refused_first_deploy_leaves_no_deployment(deployments: Deployments) -> None:
+    with pytest.raises(NotFound):
+        deployments.deploy("ghost-web", "fraud:9")
+    with pytest.raises(NotFound, match="deployment 'ghost-web' not found"):
+        deployments.get("ghost-web")
+    assert "ghost-web" not in [d.name for d in deployments.list()]
 
 
 def _decision(outcome: str, step: int = 0) -> Decision:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shipyard.core.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
@@ -231,12 +232,11 @@ class Deployments:
         checks.check_text(reason, "reason")
         check_expected_revision(expected_revision)
         with self.database.write() as session:
-            row = find(session, name, lock=True)
-            now = row.revision if row is not None else 0
-            require_revision(name, now, expected_revision, "deploying")
+            row = self._ensure(session, name)  # locked; undone with the rest if refused below
+            require_revision(name, row.revision, expected_revision, "deploying")
             new = servable(session, ref)
-            live = current(session, row).spec if row is not None else None
-            if row is not None and progress.active_row(session, row) is not None:
+            live = current(session, row).spec if row.revision else None
+            if progress.active_row(session, row) is not None:
                 raise Conflict(
                     f"deployment {name!r} has a rollout in progress; "
                     "promote, abort or wait for it first"
@@ -244,8 +244,6 @@ class Deployments:
             if policy is not None and policy.steps == (100,):
                 chosen = Strategy.DIRECT  # a one-step policy is a direct deploy
             spec = plan(chosen, new, live, weight=share, sticky_field=sticky_field)
-            if row is None:
-                row = self._create(session, name)
             revision = write_revision(
                 session,
                 row,
@@ -259,18 +257,27 @@ class Deployments:
                 progress.start(session, row, policy, live.primary, new, actor=self.actor)
             return revision
 
-    def _create(self, session: Session, name: str) -> DeploymentRow:
-        row = DeploymentRow(
-            name=name,
-            description=None,
-            created_at=utcnow(),
-            created_by=self.actor,
-            revision=0,
-            last_revision=0,
+    def _ensure(self, session: Session, name: str) -> DeploymentRow:
+        """The deployment's row, locked, inserted (at revision 0) if absent. Two deploys of a
+        new name at once both succeed, one after the other: the loser's insert waits for the
+        winner's commit and does nothing, and it then finds the row (on PostgreSQL a plain
+        insert failed on the unique name instead: a 500)."""
+        dialect = postgresql if self.database.is_postgres else sqlite
+        table = DeploymentRow.__table__
+        statement = (
+            dialect.insert(table)
+            .values(
+                name=name,
+                description=None,
+                created_at=utcnow(),
+                created_by=self.actor,
+                revision=0,
+                last_revision=0,
+            )
+            .on_conflict_do_nothing()
         )
-        session.add(row)
-        session.flush()
-        return row
+        session.execute(statement)
+        return require(session, name, lock=True)
 
     def revise(
         self,
