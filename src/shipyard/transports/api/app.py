@@ -68,6 +68,7 @@ def create_app(
         options=chosen,
     )
     setattr(app.state, retrain.RETRAINER_STATE, retrainer)
+    setattr(app.state, monitoring.DRIFT_CACHE_STATE, monitoring.DriftCache(chosen.drift_cache_s))
     setattr(
         app.state,
         metrics.METRICS_STATE,

@@ -33,6 +33,8 @@ class ApiOptions:
     staging_dir: str | None = None
     # SHIPYARD_HOME, where the prediction log is read for drift (None: drift is unavailable).
     home: Path | None = None
+    # How long a drift view is served from memory (the UI polls it; 0: compute every time).
+    drift_cache_s: float = 60.0
 
 
 class Background(Protocol):

@@ -2,17 +2,21 @@
 a model version's logged predictions against its reference data. All need the read scope.
 
 The computing lives below (rollouts.traffic, monitoring.drift_view); these only parse the
-query, fetch the inputs and shape the answer.
+query, fetch the inputs and shape the answer. A drift view reads up to 100 000 logged requests
+and tests every feature, and the web UI polls it: an answer is kept for
+`ApiOptions.drift_cache_s` (its `until` says when it was computed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Hashable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
+from cachetools import TTLCache
 from fastapi import APIRouter, Query, Request
 
 from shipyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -36,6 +40,35 @@ MAX_TRAFFIC_AGE = timedelta(days=31)
 MAX_DRIFT_AGE = timedelta(days=366)
 MAX_EVENTS = 100_000  # newest logged requests a drift check reads
 MAX_SUBJECTS = 20
+MAX_CACHED_VIEWS = 256
+DRIFT_CACHE_STATE = "shipyard_drift_cache"  # app.state attribute holding a DriftCache
+
+
+class DriftCache:
+    """Drift views by (model, version, deployment, since), each kept `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._views: TTLCache[Hashable, DriftOut] | None = (
+            TTLCache(MAX_CACHED_VIEWS, ttl_s) if ttl_s > 0 else None
+        )
+        self._lock = threading.Lock()  # endpoints run in a thread pool; TTLCache is not safe
+
+    def get(self, key: Hashable) -> DriftOut | None:
+        if self._views is None:
+            return None
+        with self._lock:
+            return self._views.get(key)
+
+    def put(self, key: Hashable, view: DriftOut) -> None:
+        if self._views is not None:
+            with self._lock:
+                self._views[key] = view
+
+
+def _drift_cache(request: Request) -> DriftCache:
+    cache: DriftCache = getattr(request.app.state, DRIFT_CACHE_STATE)  # set by create_app
+    return cache
+
 
 Age = Annotated[str, Query(max_length=20, description="A period: 90min, 1h, 24h, 7d.")]
 
@@ -125,6 +158,9 @@ def model_drift(
     home = services(request).options.home
     if home is None:
         raise Unavailable("this server does not know where the prediction log is (no home)")
+    cache, key = _drift_cache(request), (name, chosen.version, deployment, age)
+    if (cached := cache.get(key)) is not None:
+        return cached
     reference = _reference(caller.registry, chosen)
     until = datetime.now(UTC)
     events = _events(home, chosen, since=until - age, deployment=deployment)
@@ -133,11 +169,12 @@ def model_drift(
         raise FailedPrecondition(
             f"no logged predictions of {chosen.ref}{through} in the last {since}"
         )
-    view = drift_view(reference, events)
-    return DriftOut.of(
-        view, model=name, version=chosen.version, since=until - age, until=until,
-        deployment=deployment,
+    view = DriftOut.of(
+        drift_view(reference, events), model=name, version=chosen.version, since=until - age,
+        until=until, deployment=deployment,
     )  # fmt: skip
+    cache.put(key, view)
+    return view
 
 
 def _version(registry: Registry, name: str, version: int | None) -> ModelVersion:
