@@ -1,6 +1,11 @@
 """What starts a run: a cron schedule, an alert on the model, a volume of new labels, or a
 person (`shipyard retrain`). Deciding is cheap and side-effect free; starting goes through
 `Pipelines.start_run`, whose one-active-run rule and cool-down turn a storm into one run.
+
+An alert refused only because its pipeline is cooling down is kept, one per pipeline, and
+offered again on every tick until it starts a run (any run of that pipeline answers it): an
+alert fires once per incident, so dropping it would leave a drifted model unretrained for good.
+Kept in memory: a restart of the control plane forgets what was waiting.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import datetime
 from croniter import croniter
 from sqlalchemy import func, select
 
+from shipyard.core.errors import FailedPrecondition
 from shipyard.jobs.retrain.pipelines import Pipeline, Pipelines, Run
 from shipyard.storage.deployments_table import FeedbackRow, PredictionRow
 
@@ -46,8 +52,10 @@ class Triggers:
     def __init__(self, pipelines: Pipelines, start: Callable[[Due], Run | None]) -> None:
         self.pipelines = pipelines
         self.start = start
+        self.deferred: dict[str, Due] = {}  # pipeline -> an alert refused in its cool-down
 
     def due(self, now: datetime) -> list[Due]:
+        """Pipelines whose schedule or label volume says run, then the deferred alerts."""
         found = []
         for pipeline in self.pipelines.list():
             if not (pipeline.config.schedule or pipeline.config.new_labels):
@@ -62,6 +70,9 @@ class Triggers:
                 count = self.new_labels(pipeline.model, last or pipeline.created_at)
                 if count >= wanted:
                     found.append(Due(pipeline.name, "labels", {"new_labels": count}))
+        found.extend(
+            d for d in self.deferred.values() if d.pipeline not in {f.pipeline for f in found}
+        )
         return found
 
     def new_labels(self, model: str, since: datetime) -> int:
@@ -88,9 +99,23 @@ class Triggers:
         for item in due:
             try:
                 run = self.start(item)
-            except Exception as exc:  # busy or cooling down: the next tick looks again
-                log.info("not starting %s (%s): %s", item.pipeline, item.trigger, exc)
+            except FailedPrecondition as exc:  # cooling down: alerts wait, the rest come back
+                self._refused(item, exc, defer=item.trigger.startswith("alert."))
                 continue
+            except Exception as exc:  # busy (the running run answers it), or gone
+                self._refused(item, exc, defer=False)
+                continue
+            self.deferred.pop(item.pipeline, None)  # started, or a queued run answers it
             if run is not None:
                 started.append(run)
         return started
+
+    def _refused(self, item: Due, exc: Exception, *, defer: bool) -> None:
+        again = self.deferred.get(item.pipeline) == item
+        if defer:
+            self.deferred[item.pipeline] = item
+        elif again:
+            self.deferred.pop(item.pipeline)  # e.g. the pipeline was deleted
+        level = logging.DEBUG if again else logging.INFO
+        waits = "; it will start when the cool-down ends" if defer and not again else ""
+        log.log(level, "not starting %s (%s): %s%s", item.pipeline, item.trigger, exc, waits)
