@@ -26,13 +26,13 @@ from shipyard.app.monitor_loop import (
 )
 from shipyard.app.retrain import RetrainLoop
 from shipyard.core.errors import InvalidArgument
-from shipyard.core.events import PredictionEvent
+from shipyard.core.events import PredictionEvent, Sink
 from shipyard.jobs.retrain.config import parse_config
 from shipyard.jobs.retrain.pipelines import Pipelines, RunStatus
 from shipyard.jobs.retrain.runner import Runner, StoreSpec
 from shipyard.monitoring.alert_history import AlertHistory
 from shipyard.monitoring.alerts import FIRING
-from shipyard.monitoring.eventlog import ParquetSink
+from shipyard.monitoring.eventlog import ParquetSink, TableSink
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
 from shipyard.packaging.register import REFERENCE_FILE, Registration, register_model
@@ -92,11 +92,13 @@ def log_predictions(
     shift: float = 0.0,
     seed: int = 1,
     age: timedelta = timedelta(0),
+    sink: Sink | None = None,
 ) -> None:
-    """`rows` predictions of `model` v1 in events of 20 rows, ending `age` before NOW."""
+    """`rows` predictions of `model` v1 in events of 20 rows, ending `age` before NOW, in the
+    Parquet log under `home` unless another `sink` is given."""
     rng = np.random.default_rng(seed)
     values = rng.normal(size=(rows, 2)) + [shift, 0.0]
-    sink = ParquetSink(home)
+    sink = sink or ParquetSink(home)
     events = [
         PredictionEvent(
             request_id=f"{model}-{seed}-{start}",
@@ -131,6 +133,16 @@ def test_a_shifted_window_fires_an_alert_that_starts_a_run(world: World) -> None
     assert str(run.trigger_details["message"]).startswith("fraud v1 drifted")
     [future] = world.retraining.futures
     assert future.result(timeout=120).status is RunStatus.SUCCEEDED
+
+
+def test_predictions_a_replica_logged_to_the_table_are_judged(world: World) -> None:
+    """A data plane on another machine logs to the registry's table, not to this HOME."""
+    log_predictions(world.home, "fraud", 300, shift=3.0, sink=TableSink(world.registry.database))
+    assert not (world.home / "events").exists()
+    [check] = monitor(world).tick(NOW)
+    assert check.model == "fraud" and check.judgement is not None
+    assert [(a.rule, a.state) for a in check.alerts] == [("drift", FIRING)]
+    assert check.alerts[0].message.startswith("fraud v1 drifted on 300 rows")
 
 
 def test_an_unshifted_window_raises_no_alert_and_starts_no_run(world: World) -> None:

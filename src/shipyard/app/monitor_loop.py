@@ -118,6 +118,7 @@ class MonitorLoop:
         max_events: int = MAX_WINDOW_EVENTS,
     ) -> None:
         self.home = home
+        self.database = registry.database  # the table sink: what replicas elsewhere log
         self.manager = manager
         self.config = config
         self.gauges = gauges
@@ -136,7 +137,8 @@ class MonitorLoop:
         and the others are still judged."""
         at = now or datetime.now(UTC)
         checks = []
-        for model in logged_models(self.home):
+        since = at - self.config.window
+        for model in logged_models(self.home, self.database, since):
             try:
                 checks.append(self.check(model, at))
             except Exception as exc:
@@ -151,7 +153,12 @@ class MonitorLoop:
 
     def check(self, model: str, at: datetime) -> ModelCheck:
         events = read_events(
-            self.home, model=model, since=at - self.config.window, until=at, limit=self.max_events
+            self.home,
+            model=model,
+            since=at - self.config.window,
+            until=at,
+            limit=self.max_events,
+            database=self.database,
         )
         judgement = judge(model, events, self.cache, at=at, min_rows=self.config.min_rows)
         self._failed.pop(model, None)

@@ -27,6 +27,8 @@ from shipyard.monitoring.alert_rules import Observation
 from shipyard.monitoring.detector import DEFAULT_ALPHA, DriftDetector
 from shipyard.monitoring.eventlog.columns import INPUT_PREFIX
 from shipyard.monitoring.eventlog.parquet import EVENTS_DIR
+from shipyard.monitoring.eventlog.table import TableSink
+from shipyard.storage.database import Database
 
 # (model, version) -> the version's reference table, or None when it was registered without.
 ReferenceLoader = Callable[[str, int], pd.DataFrame | None]
@@ -46,12 +48,18 @@ class Judgement:
     reason: str | None = None  # why not, for the log
 
 
-def logged_models(home: Path) -> list[str]:
-    """Models with a folder in the Parquet prediction log under `home`."""
+def logged_models(
+    home: Path, database: Database | None = None, since: datetime | None = None
+) -> list[str]:
+    """Models with a folder in the Parquet prediction log under `home`, and (given the
+    registry's database and `since`) models with events in the table sink since then."""
     root = home / EVENTS_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = set()
+    if root.is_dir():
+        found = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if database is not None and since is not None:
+        found |= set(TableSink(database).models(since))
+    return sorted(found)
 
 
 def feature_frame(events: pd.DataFrame) -> pd.DataFrame:

@@ -282,6 +282,9 @@ def config_map(o: ServeManifestOptions) -> Manifest:
         "SHIPYARD_SERVE_DRAIN_TIMEOUT_S": str(o.drain_timeout_s),
         "SHIPYARD_SERVE_ACCESS_LOG": "true",
         "SHIPYARD_SERVE_LOG_LEVEL": "info",
+        # HOME is an emptyDir: Parquet logs would die with the pod, unseen by the control
+        # plane. The registry's table is shared by every replica and read by the monitoring.
+        "SHIPYARD_SERVE_LOG_SINKS": '["table"]',
     }
     return {
         "apiVersion": "v1",

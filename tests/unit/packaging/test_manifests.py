@@ -13,6 +13,7 @@ import kubernetes_validate  # no py.typed; see pyproject overrides
 import pytest
 import yaml
 
+from shipyard.app.serve_settings import ServeSettings
 from shipyard.core.errors import Conflict, InvalidArgument
 from shipyard.packaging.manifests import (
     IN_FLIGHT_METRIC,
@@ -91,6 +92,10 @@ def test_deployment_runs_safely_and_drains() -> None:
         + float(configmap["SHIPYARD_SERVE_DRAIN_TIMEOUT_S"])
     )
     assert pod["terminationGracePeriodSeconds"] > drain
+    # HOME is an emptyDir: every replica logs its predictions to the registry's shared table.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHIPYARD_SERVE_LOG_SINKS", configmap["SHIPYARD_SERVE_LOG_SINKS"])
+        assert ServeSettings().log_sinks == ("table",)
 
 
 def test_service_hpa_pdb_and_network_policy() -> None:

@@ -53,7 +53,12 @@ def read_logged(
     since = (now or datetime.now(UTC)) - parse_age(source.logged.since)
     bound = source.logged.max_events
     events = read_events(
-        home, model=model, deployment=source.logged.deployment, since=since, limit=bound + 1
+        home,
+        model=model,
+        deployment=source.logged.deployment,
+        since=since,
+        limit=bound + 1,
+        database=database,  # what replicas on other machines logged to the table
     )
     if events["event_id"].nunique() > bound:
         raise InvalidArgument(

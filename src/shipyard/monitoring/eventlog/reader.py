@@ -4,6 +4,10 @@
 the event's fields), inputs and outputs as scalar columns `input.<name>` / `output.<name>`;
 `explode=False` keeps one row per event with list cells. Parts written at different times
 may have different columns: they are unioned by name, a missing column reads as NULL.
+
+Given the registry's `database`, the `prediction_events` table (the `table` sink) is read too:
+data planes on other machines (replicas, pods whose HOME is ephemeral) log there, and the
+control plane judges their predictions with its own. An event in both is read once.
 """
 
 from __future__ import annotations
@@ -15,8 +19,17 @@ from typing import Any
 import pandas as pd
 
 from shipyard.core.errors import InvalidArgument
-from shipyard.monitoring.eventlog.columns import BASE_SCHEMA, INPUT_PREFIX, OUTPUT_PREFIX
+from shipyard.monitoring.eventlog.columns import (
+    BASE_SCHEMA,
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    to_table,
+)
 from shipyard.monitoring.eventlog.parquet import parts
+from shipyard.monitoring.eventlog.table import TableSink
+from shipyard.storage.database import Database
+
+TABLE_VIEW = "logged_table"
 
 
 def read_events(
@@ -28,26 +41,48 @@ def read_events(
     until: datetime | None = None,
     limit: int | None = None,
     explode: bool = True,
+    database: Database | None = None,
 ) -> pd.DataFrame:
-    """Events with since <= at < until, newest first, at most `limit` events."""
+    """Events with since <= at < until, newest first, at most `limit` events; from the
+    Parquet files under `home`, and from the table in `database` if given."""
     for what, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidArgument(f"{what} must be timezone-aware")
     if limit is not None and limit < 1:
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
     files = [str(p) for p in parts(home, model)]
-    if not files:
+    table = None
+    if database is not None:
+        found = TableSink(database).events(
+            model=model, deployment=deployment, since=since, until=until, limit=limit
+        )
+        table = to_table(found) if found else None
+    if not files and table is None:
         return pd.DataFrame({name: [] for name in BASE_SCHEMA.names})
     where, params = _filters(model, deployment, since, until)
     # Only quoted column names and a validated int are formatted in; values are parameters.
-    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+    sources = []
+    if files:
+        sources.append(
+            "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false)"
+        )
+    if table is not None:
+        sources.append(f"SELECT * FROM {TABLE_VIEW}")  # noqa: S608
+    unioned = " UNION ALL BY NAME ".join(sources)
+    once = "QUALIFY row_number() OVER (PARTITION BY event_id) = 1" if len(sources) > 1 else ""
     bound = f" LIMIT {int(limit)}" if limit is not None else ""
-    inner = f'SELECT * FROM {source} WHERE {where} ORDER BY "at" DESC, event_id{bound}'  # noqa: S608
+    inner = (
+        f"SELECT * FROM ({unioned}) WHERE {where} {once} "  # noqa: S608
+        f'ORDER BY "at" DESC, event_id{bound}'
+    )
+    arguments = ([files] if files else []) + params  # in the order of the placeholders
     import duckdb  # here: half a second to import, and only readers need it
 
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        probe = con.execute(f"SELECT * FROM ({inner}) LIMIT 0", [files, *params])  # noqa: S608
+        if table is not None:
+            con.register(TABLE_VIEW, table)
+        probe = con.execute(f"SELECT * FROM ({inner}) LIMIT 0", arguments)  # noqa: S608
         names = [column[0] for column in probe.description or ()]
         payload = [n for n in names if n.startswith((INPUT_PREFIX, OUTPUT_PREFIX))]
         base = ", ".join(_quote(n) for n in names if n not in payload)
@@ -59,7 +94,7 @@ def read_events(
             query = f'SELECT {columns} FROM ({inner}) ORDER BY "at" DESC, event_id, row'  # noqa: S608
         else:
             query = inner
-        frame: pd.DataFrame = con.execute(query, [files, *params]).df()
+        frame: pd.DataFrame = con.execute(query, arguments).df()
     return frame
 
 

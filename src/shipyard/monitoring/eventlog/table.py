@@ -73,6 +73,53 @@ class TableSink:
             )
             return int(getattr(result, "rowcount", 0))
 
+    def models(self, since: datetime) -> list[str]:
+        """Models with events stored at or after `since` (by the index on `at`)."""
+        query = select(PredictionEventRow.model).where(PredictionEventRow.at >= since).distinct()
+        with self.database.read() as session:
+            return list(session.scalars(query))
+
+    def events(
+        self,
+        *,
+        model: str | None = None,
+        deployment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionEvent]:
+        """Stored events with since <= at < until, newest first, at most `limit`."""
+        query = select(PredictionEventRow)
+        for column, value in (
+            (PredictionEventRow.model, model),
+            (PredictionEventRow.deployment, deployment),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(PredictionEventRow.at >= since)
+        if until is not None:
+            query = query.where(PredictionEventRow.at < until)
+        query = query.order_by(PredictionEventRow.at.desc(), PredictionEventRow.event_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.database.read() as session:
+            return [
+                PredictionEvent(
+                    request_id=r.request_id,
+                    model=r.model,
+                    version=r.version,
+                    at=r.at,
+                    inputs=r.inputs,
+                    outputs=r.outputs,
+                    latency_ms=r.latency_ms,
+                    deployment=r.deployment,
+                    subject=r.subject,
+                    event_id=r.event_id,
+                )
+                for r in session.scalars(query)
+            ]
+
     def recent(self, model: str, *, since: datetime | None = None, limit: int = 20) -> pd.DataFrame:
         """The newest events of `model`, one row per event (for `shipyard logs show`)."""
         query = select(PredictionEventRow).where(PredictionEventRow.model == model)

@@ -29,6 +29,7 @@ from shipyard.packaging.register import load_reference
 from shipyard.registry.models import ModelVersion
 from shipyard.registry.service import Registry
 from shipyard.rollouts.traffic import MAX_STEP_S, traffic
+from shipyard.storage.database import Database
 from shipyard.transports.api.context import Caller, services
 from shipyard.transports.api.errors import ERROR_RESPONSES
 from shipyard.transports.api.monitoring_schemas import AlertOut, DriftOut, TrafficOut
@@ -163,7 +164,9 @@ def model_drift(
         return cached
     reference = _reference(caller.registry, chosen)
     until = datetime.now(UTC)
-    events = _events(home, chosen, since=until - age, deployment=deployment)
+    events = _events(
+        home, chosen, since=until - age, deployment=deployment, database=caller.registry.database
+    )
     if len(events) == 0:
         through = f" through {deployment}" if deployment else ""
         raise FailedPrecondition(
@@ -194,10 +197,20 @@ def _reference(registry: Registry, version: ModelVersion) -> pd.DataFrame:
 
 
 def _events(
-    home: Path, version: ModelVersion, *, since: datetime, deployment: str | None
+    home: Path,
+    version: ModelVersion,
+    *,
+    since: datetime,
+    deployment: str | None,
+    database: Database,
 ) -> pd.DataFrame:
     events = read_events(
-        home, model=version.name, deployment=deployment, since=since, limit=MAX_EVENTS
+        home,
+        model=version.name,
+        deployment=deployment,
+        since=since,
+        limit=MAX_EVENTS,
+        database=database,
     )
     if len(events) == 0:
         return events
