@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -53,13 +55,14 @@ def _bundle_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_signed_archive_serves_the_exported_predictions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_signed_archive_serves_the_exported_predictions(tmp_path: Path, workers: str) -> None:
     private, public = tmp_path / "sign.pem", tmp_path / "sign.pub"
     generate_keypair(private, public)
     archive = tmp_path / "fraud-2.tar.gz"
     rows, expected = _export(tmp_path, archive, sign_key=private)
     env = _bundle_env(tmp_path)
-    args = ("--bundle", str(archive), "--public-key", str(public), "--workers", "1")
+    args = ("--bundle", str(archive), "--public-key", str(public), "--workers", workers)
     with (
         running(env, tmp_path / "logs", *args) as server,
         httpx.Client(base_url=server.url, timeout=10) as http,
@@ -82,13 +85,28 @@ def test_signed_archive_serves_the_exported_predictions(tmp_path: Path) -> None:
         outputs = {o["name"]: o for o in response.json()["outputs"]}
         np.testing.assert_array_equal(np.asarray(outputs["predict"]["data"]), expected)
         assert http.get("/v2/models/fraud/versions/1").status_code == 404
+        # Row by row from 8 threads: every worker answers each row with its own prediction.
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: _one_row(http, meta, rows[i]), range(len(rows))))
+        assert answers == expected.tolist()
     logs = server.logs()
     assert "signature verified" in logs and "fraud:2" in logs
     # Nothing of the user's registry was created (only the prediction log, which outlives
     # the server); the private registry is gone after exit.
     assert [p.name for p in (tmp_path / "nowhere").iterdir()] == ["events"]
-    assert read_events(tmp_path / "nowhere", model="fraud")["version"].tolist() == [2] * len(rows)
+    logged = read_events(tmp_path / "nowhere", model="fraud")["version"].tolist()
+    assert logged == [2] * (2 * len(rows))  # the batch request and the single rows
     assert list((tmp_path / "tmp").glob("shipyard-*")) == []
+
+
+def _one_row(http: httpx.Client, meta: dict[str, Any], row: np.ndarray) -> Any:
+    tensor = {"name": meta["inputs"][0]["name"], "shape": [1, len(row)], "datatype": "FP32"}
+    response = http.post(
+        "/v2/models/fraud/infer", json={"inputs": [{**tensor, "data": row.tolist()}]}
+    )
+    assert response.status_code == 200, response.text
+    (label,) = {o["name"]: o for o in response.json()["outputs"]}["predict"]["data"]
+    return label
 
 
 def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
