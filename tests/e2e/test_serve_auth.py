@@ -189,6 +189,11 @@ def test_a_revoked_key_is_refused_within_the_cache_ttl(served: Served) -> None:
 
 
 def test_logs_name_keys_never_tokens(served: Served) -> None:
+    # Its own calls: under xdist, the module's other tests may run in another process.
+    with httpx.Client(base_url=served.server.url, timeout=10) as http:
+        body = _infer_body(served.X)
+        assert http.post(INFER, json=body, headers=_bearer(served.tokens["predict"])).is_success
+        assert http.post(INFER, json=body).status_code == 401
     time.sleep(0.6)  # the access log is flushed every 0.25 s
     logs = served.server.logs()
     for token in served.tokens.values():
