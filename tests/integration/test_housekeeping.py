@@ -85,12 +85,30 @@ def test_a_failing_store_does_not_stop_the_others(registry: Registry, tmp_path: 
     assert list(read_events(home, model="fraud")["request_id"]) == ["req-1"]
 
 
+def test_failing_rollout_tables_do_not_stop_the_log_sweep(
+    registry: Registry, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    _fill(registry, home)
+    with registry.database.write() as session:
+        session.execute(text("DROP TABLE route_stats"))
+
+    swept = Housekeeping(registry, home, RETENTION).tick()
+
+    assert set(swept.failed) == {"rollouts.statistics"}
+    assert "route_stats" in swept.failed["rollouts.statistics"]
+    assert swept.removed["log.parquet"] == 1 and swept.removed["log.table"] == 1
+    assert swept.removed["rollouts.load_failures"] == 1
+    assert list(read_events(home, model="fraud")["request_id"]) == ["req-1"]
+    assert _count(registry, LoadFailureRow) == 1
+
+
 @pytest.mark.parametrize(
     ("given", "period"),
     [("30d", timedelta(days=30)), ("2w", timedelta(weeks=2)), (" Forever ", None)],
 )
 def test_retention_settings(given: str, period: timedelta | None) -> None:
-    assert ControlSettings(retention=given).retention_period() == period
+    assert ControlSettings.model_validate({"retention": given}).retention == period
 
 
 @pytest.mark.parametrize(
@@ -99,4 +117,4 @@ def test_retention_settings(given: str, period: timedelta | None) -> None:
 )
 def test_bad_retention_is_refused(given: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        ControlSettings(retention=given)
+        ControlSettings.model_validate({"retention": given})

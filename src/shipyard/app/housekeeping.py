@@ -12,6 +12,7 @@ logged and the others are still pruned; the next tick tries again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.app.ticker import Ticker
+from shipyard.core.errors import ShipyardError
 from shipyard.monitoring.eventlog import ParquetStore, TableSink, prune
 from shipyard.monitoring.eventlog.retention import Store
 from shipyard.registry.service import Registry
@@ -50,13 +52,20 @@ class Housekeeping:
         removal = prune(stores, self.retention, now=now)
         swept = Swept({f"log.{k}": v for k, v in removal.removed.items()})
         swept.failed.update({f"log.{k}": v for k, v in removal.failed.items()})
-        try:
-            for table, count in observations.prune(database, before).items():
-                swept.removed[f"rollouts.{table}"] = count
-            swept.removed["rollouts.load_failures"] = load_reports.prune(database, before)
-        except SQLAlchemyError as exc:
-            log.warning("housekeeping: rollout statistics not pruned: %s", exc)
-            swept.failed["rollouts"] = f"{type(exc).__name__}: {exc}"
+        rollout_tables: dict[str, Callable[[], dict[str, int]]] = {
+            "rollouts.statistics": lambda: {
+                f"rollouts.{table}": n for table, n in observations.prune(database, before).items()
+            },
+            "rollouts.load_failures": lambda: {
+                "rollouts.load_failures": load_reports.prune(database, before)
+            },
+        }
+        for name, prune_rows in rollout_tables.items():
+            try:
+                swept.removed.update(prune_rows())
+            except (ShipyardError, SQLAlchemyError) as exc:  # Unavailable, a refused statement
+                log.warning("housekeeping: %s not pruned: %s", name, exc)
+                swept.failed[name] = f"{type(exc).__name__}: {exc}"
         if any(swept.removed.values()):
             shown = ", ".join(f"{k} {v}" for k, v in swept.removed.items() if v)
             log.info("housekeeping: removed what is older than %s: %s", self.retention, shown)
