@@ -77,31 +77,30 @@ class ControlSettings(BaseSettings):
         default=4, ge=0, description="Notifications per rule per hour; the rest are suppressed."
     )
     alert_webhook_url: str | None = Field(default=None, description="POST alerts as JSON here.")
-    retention: str = Field(
-        default="30d",
-        description="Keep the prediction log and rollout statistics this long (at least 1d); "
-        "'forever' keeps everything.",
+    retention: timedelta | None = Field(
+        default=timedelta(days=30),
+        description="Keep the prediction log and rollout statistics this long (30d, 8w; at "
+        "least 1d); 'forever' (None) keeps everything.",
     )
     housekeeping_interval_s: float = Field(
         default=3600.0, gt=0, le=86_400, description="How often retention is applied."
     )
 
-    @field_validator("retention")
+    @field_validator("retention", mode="before")
     @classmethod
-    def _period(cls, value: str) -> str:
-        if value.strip().lower() == FOREVER:
-            return FOREVER
-        try:
-            period = parse_age(value)
-        except InvalidArgument as exc:
-            raise ValueError(exc.message) from None
-        if period < MIN_RETENTION:
-            raise ValueError(f"{value!r} is shorter than a day; rollouts are judged on that much")
-        return value.strip().lower()
-
-    def retention_period(self) -> timedelta | None:
-        """None: keep everything."""
-        return None if self.retention == FOREVER else parse_age(self.retention)
+    def _period(cls, value: object) -> object:
+        """'30d', '8w' or 'forever' as given on the command line or in the environment."""
+        shown = repr(value) if isinstance(value, str) else str(value)
+        if isinstance(value, str):
+            if value.strip().lower() == FOREVER:
+                return None
+            try:
+                value = parse_age(value)
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        if isinstance(value, timedelta) and value < MIN_RETENTION:
+            raise ValueError(f"{shown} is shorter than a day; rollouts are judged on that much")
+        return value
 
     def api_options(self) -> ApiOptions:
         return ApiOptions(
@@ -174,8 +173,8 @@ def run_control_plane(
                     gauges=MonitoringGauges(metrics),
                 )
                 monitoring.start(control.monitor_interval_s)
-            if (retention := control.retention_period()) is not None:
-                housekeeping = Housekeeping(registry, settings.home, retention)
+            if control.retention is not None:
+                housekeeping = Housekeeping(registry, settings.home, control.retention)
                 housekeeping.start(control.housekeeping_interval_s)
             app = create_app(
                 registry,
