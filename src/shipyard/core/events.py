@@ -42,6 +42,11 @@ def new_event_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
+# numpy kinds the log keeps as arrays until written: float, signed int, bool (the types lists of
+# Python values gave: float64, int64, bool). Anything else becomes Python values.
+NUMERIC_KINDS = frozenset("fib")
+
+
 class MatrixColumns(Mapping[str, Column]):
     """The columns of a request's 2-D numeric input, by name, without splitting it: the data
     plane hands this to the log (no work on the request path), and the Parquet writer

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from shipyard.codecs.tables import array_columns
-from shipyard.core.events import Column, EventEmitter, MatrixColumns, PredictionEvent
+from shipyard.core.events import (
+    NUMERIC_KINDS,
+    Column,
+    EventEmitter,
+    MatrixColumns,
+    PredictionEvent,
+)
 from shipyard.core.signatures import Prepared, Signature
 from shipyard.runtimes.base import Outputs
 from shipyard.serving.served import ServedModel
@@ -59,14 +65,14 @@ class EventTap:
         )
 
 
-NUMERIC_KINDS = frozenset("fiub")
-
-
 def logged_inputs(prepared: Prepared, signature: Signature | None) -> Mapping[str, Column]:
     """What the log keeps of a request's input: the matrix itself when it is one numeric
     array of one or two dimensions, else its columns worked out when first read."""
-    numeric = isinstance(prepared, np.ndarray) and prepared.dtype.kind in NUMERIC_KINDS
-    if not (numeric and isinstance(prepared, np.ndarray) and prepared.ndim in (1, 2)):
+    if not (
+        isinstance(prepared, np.ndarray)
+        and prepared.ndim in (1, 2)
+        and prepared.dtype.kind in NUMERIC_KINDS
+    ):
         return LazyColumns(prepared, signature)
     matrix = prepared.reshape(len(prepared), 1) if prepared.ndim == 1 else prepared
     single = signature.inputs[0].name if signature and len(signature.inputs) == 1 else None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shipyard.core.events import Column, MatrixColumns, PredictionEvent
+from shipyard.core.events import NUMERIC_KINDS, Column, MatrixColumns, PredictionEvent
 
 INPUT_PREFIX = "input."
 OUTPUT_PREFIX = "output."
@@ -55,14 +55,12 @@ def _side_columns(maps: list[Mapping[str, Column]]) -> list[tuple[str, pa.Array]
 
 def _same_matrices(maps: list[Mapping[str, Column]]) -> list[MatrixColumns] | None:
     """The batch's inputs when each is a numeric matrix with the same columns, else None."""
-    if not maps or not all(isinstance(m, MatrixColumns) for m in maps):
-        return None
     matrices = [m for m in maps if isinstance(m, MatrixColumns)]
-    first = matrices[0]
-    kinds = {m.matrix.dtype.kind for m in matrices}
-    if len(kinds) != 1 or kinds.pop() not in _WIDENED:
+    if not matrices or len(matrices) < len(maps):
         return None
-    return matrices if all(m.names == first.names for m in matrices) else None
+    kinds = {m.matrix.dtype.kind for m in matrices}
+    names = {m.names for m in matrices}
+    return matrices if len(kinds) == 1 and kinds <= NUMERIC_KINDS and len(names) == 1 else None
 
 
 def _matrix_columns(matrices: list[MatrixColumns]) -> list[tuple[str, pa.Array]]:
@@ -70,9 +68,7 @@ def _matrix_columns(matrices: list[MatrixColumns]) -> list[tuple[str, pa.Array]]
     concatenation for the whole batch."""
     target = _WIDENED[matrices[0].matrix.dtype.kind]
     stacked = np.concatenate([m.matrix for m in matrices]).astype(target, copy=False)
-    offsets = np.zeros(len(matrices) + 1, dtype=np.int32)
-    np.cumsum([len(m.matrix) for m in matrices], out=offsets[1:])
-    index = pa.array(offsets)
+    index = _offsets([len(m.matrix) for m in matrices])
     names = matrices[0].names
     return [
         (name, pa.ListArray.from_arrays(index, pa.array(np.ascontiguousarray(stacked[:, i]))))
@@ -80,16 +76,26 @@ def _matrix_columns(matrices: list[MatrixColumns]) -> list[tuple[str, pa.Array]]
     ]
 
 
-# The Arrow value type of each numpy kind kept as an array: what the lists of Python values
-# written before gave (float64, int64, bool), so old and new parts share a schema.
+# The type each kept kind is written as: what lists of Python values gave, so old and new parts
+# share a schema.
 _WIDENED = {"f": np.dtype(np.float64), "i": np.dtype(np.int64), "b": np.dtype(np.bool_)}
+assert set(_WIDENED) == NUMERIC_KINDS
+
+
+def _offsets(lengths: list[int]) -> pa.Array:
+    """Arrow list offsets of cells of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.array(offsets)
 
 
 def is_numeric_array(values: object) -> bool:
     """A 1-D or 2-D (one row per request row, e.g. class probabilities) float, signed-int or
     bool numpy array: kept as it is until written."""
     return (
-        isinstance(values, np.ndarray) and values.ndim in (1, 2) and values.dtype.kind in _WIDENED
+        isinstance(values, np.ndarray)
+        and values.ndim in (1, 2)
+        and values.dtype.kind in NUMERIC_KINDS
     )
 
 
@@ -101,9 +107,6 @@ def storable(values: Column) -> Column:
 
 def plain(values: Any) -> list[Any]:
     """Python values (numpy arrays and scalars become lists, ints, floats), JSON-ready."""
-    if isinstance(values, np.ndarray):
-        listed = values.tolist()
-        return listed if isinstance(listed, list) else [listed]
     if hasattr(values, "tolist"):
         listed = values.tolist()
         return listed if isinstance(listed, list) else [listed]
@@ -119,8 +122,7 @@ def _list_column(cells: list[Column | None]) -> pa.Array:
     if not arrays or len(arrays) < len(present) or len(kinds) != 1 or len(rows_shapes) != 1:
         return pa.array([None if c is None else plain(c) for c in cells])
     target = _WIDENED[kinds.pop()]
-    offsets = np.zeros(len(cells) + 1, dtype=np.int32)
-    np.cumsum([0 if c is None else len(c) for c in cells], out=offsets[1:])
+    offsets = _offsets([0 if c is None else len(c) for c in cells])
     values = np.concatenate(arrays).astype(target, copy=False)  # one cast, not one per event
     leaves: pa.Array = pa.array(values.reshape(-1))
     if values.ndim == 2:  # each row a list of `width` values, as nested Python lists give
@@ -132,7 +134,7 @@ def _list_column(cells: list[Column | None]) -> pa.Array:
         )
         leaves = pa.ListArray.from_arrays(pa.array(inner), leaves)
     mask = pa.array([c is None for c in cells]) if len(present) < len(cells) else None
-    return pa.ListArray.from_arrays(pa.array(offsets), leaves, mask=mask)
+    return pa.ListArray.from_arrays(offsets, leaves, mask=mask)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
