@@ -70,9 +70,8 @@ class Triggers:
                 count = self.new_labels(pipeline.model, last or pipeline.created_at)
                 if count >= wanted:
                     found.append(Due(pipeline.name, "labels", {"new_labels": count}))
-        found.extend(
-            d for d in self.deferred.values() if d.pipeline not in {f.pipeline for f in found}
-        )
+        due_now = {f.pipeline for f in found}
+        found.extend(d for d in self.deferred.values() if d.pipeline not in due_now)
         return found
 
     def new_labels(self, model: str, since: datetime) -> int:

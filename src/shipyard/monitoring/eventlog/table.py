@@ -122,12 +122,7 @@ class TableSink:
 
     def recent(self, model: str, *, since: datetime | None = None, limit: int = 20) -> pd.DataFrame:
         """The newest events of `model`, one row per event (for `shipyard logs show`)."""
-        query = select(PredictionEventRow).where(PredictionEventRow.model == model)
-        if since is not None:
-            query = query.where(PredictionEventRow.at >= since)
-        query = query.order_by(PredictionEventRow.at.desc()).limit(limit)
         columns = ["event_id", "request_id", "deployment", "model", "version", "at"]
         columns += ["subject", "latency_ms", "inputs", "outputs"]
-        with self.database.read() as session:
-            records = [{c: getattr(r, c) for c in columns} for r in session.scalars(query)]
-        return pd.DataFrame(records, columns=columns)
+        found = self.events(model=model, since=since, limit=limit)
+        return pd.DataFrame([{c: getattr(e, c) for c in columns} for e in found], columns=columns)
