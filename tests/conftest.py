@@ -23,6 +23,10 @@ from sqlalchemy.pool import NullPool
 
 from shipyard.registry.service import Registry
 
+# A local Ray head waits 30 s for its GCS server by default; on two cores busy with the other
+# test process that start has taken longer (a timeout seen once). Give it Ray's own longer bound.
+os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+
 POSTGRES_URL = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
