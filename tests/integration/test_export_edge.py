@@ -155,7 +155,20 @@ def test_cli_edge(tmp_path: Path, database_url: str) -> None:
     result = CliRunner().invoke(app, [*base, "mlp", "-o", str(tmp_path / "e")], env=env)
     assert result.exit_code == 0, result.stderr
     said = " ".join(result.stdout.split())  # rich wraps at the terminal width
-    assert "int8" in said and "agreement with fp32" in said
+    assert "int8" in said and "agreement with fp32" in said and "(labels equal)" in said
+    assert f"python {tmp_path / 'e' / 'edge_runner.py'} {tmp_path / 'e'} ROWS.npy" in said
+    result = CliRunner().invoke(
+        app, [*base, "mlp", "-o", str(tmp_path / "s"), "--quantize", "static"], env=env
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        json.loads((tmp_path / "s" / "edge.json").read_text())["quantization"]["method"] == "static"
+    )
+    result = CliRunner().invoke(
+        app, [*base, "mlp", "-o", str(tmp_path / "x"), "--agreement", "argmax"], env=env
+    )
+    assert result.exit_code == 3 and "argmax needs class scores" in " ".join(result.stderr.split())
+    assert not (tmp_path / "x").exists()
     result = CliRunner().invoke(app, [*base, "bad", "-o", str(tmp_path / "b")], env=env)
     assert result.exit_code == 6 and "under --min-agreement" in " ".join(result.stderr.split())
     result = CliRunner().invoke(

@@ -17,7 +17,13 @@ from shipyard.core.errors import InvalidArgument
 from shipyard.packaging import signing
 from shipyard.packaging.bundle import export_bundle, verify_bundle
 from shipyard.packaging.docker import DEFAULT_BASE_IMAGE, DockerOptions, export_docker
-from shipyard.packaging.edge import DEFAULT_MIN_AGREEMENT, EdgeOptions, Quantize, export_edge
+from shipyard.packaging.edge import (
+    DEFAULT_MIN_AGREEMENT,
+    Agreement,
+    EdgeOptions,
+    Quantize,
+    export_edge,
+)
 from shipyard.packaging.manifests import (
     ServeManifestOptions,
     inference_service,
@@ -92,8 +98,19 @@ def export(
         int | None, typer.Option(help="kserve: canaryTrafficPercent.", min=0, max=100)
     ] = None,
     quantize: Annotated[
-        Quantize, typer.Option(help="edge: int8 dynamic quantization where the graph allows.")
+        Quantize,
+        typer.Option(
+            help="edge: int8 weights (dynamic), weights and activations calibrated on the "
+            "sample (static), or none."
+        ),
     ] = Quantize.dynamic,
+    agreement: Annotated[
+        Agreement,
+        typer.Option(
+            help="edge: when an int8 row agrees with fp32: labels equal, the same top class "
+            "(argmax), values within 1%, or auto (by the output's type and shape)."
+        ),
+    ] = Agreement.auto,
     min_agreement: Annotated[
         float,
         typer.Option(
@@ -102,11 +119,14 @@ def export(
     ] = DEFAULT_MIN_AGREEMENT,
     sample: Annotated[
         Path | None,
-        typer.Option(help="edge: rows to measure agreement on [the version's reference data]."),
+        typer.Option(
+            help="edge: rows to measure agreement, calibrate and trace on "
+            "(default: the version's reference data)."
+        ),
     ] = None,
 ) -> None:
-    """Export a model version: a verified bundle, a Docker build context, Kubernetes manifests
-    or a KServe service."""
+    """Export a model version: a verified bundle, a Docker build context, Kubernetes manifests,
+    a KServe service or an edge model (ONNX, int8 where it pays, with its device runner)."""
     signed = " (signed)" if sign else ""
     if target is Target.bundle:
         with Registry() as registry:
@@ -129,7 +149,8 @@ def export(
         return
     if target is Target.edge:
         rows = read_table(sample) if sample is not None else None
-        _export_edge(ref, output, EdgeOptions(quantize, min_agreement, rows), overwrite)
+        edge = EdgeOptions(quantize, min_agreement, rows, agreement)
+        _export_edge(ref, output, edge, overwrite)
         return
     if sign is not None:
         raise InvalidArgument("--sign applies to --target bundle and docker only")
@@ -165,7 +186,10 @@ def _export_edge(ref: str, output: Path, options: EdgeOptions, overwrite: bool) 
     parity = report["parity_vs_fp32"]
     if parity is not None:
         line += f"; agreement with fp32 {parity['agreement']:.2%} on {parity['rows']} rows"
+        line += f" ({parity['measure']})"
     console.print(line, highlight=False)
+    console.print(f"run it on a device: python {output / report['runner']} {output} ROWS.npy",
+                  highlight=False)  # fmt: skip
     if not report["quantization"]["applied"]:
         console.print(f"quantization {report['quantization']['reason']}", highlight=False)
 

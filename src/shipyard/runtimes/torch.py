@@ -97,6 +97,11 @@ class TorchRuntime:
         self._torch = _torch()
         self._module = module
 
+    @property
+    def module(self) -> Any:
+        """The loaded TorchScript module."""
+        return self._module
+
     def predict(self, inputs: ModelInput) -> Outputs:
         torch = self._torch
         if isinstance(inputs, Mapping):
@@ -165,3 +170,41 @@ def _load_script(raw: bytes, name: str) -> Any:
         raise unreadable(Path(name), "TorchScript", exc) from None
     module.eval()
     return module
+
+
+ONNX_OPSET = 17
+ONNX_CONVERTER = "torch.onnx.export (TorchScript-based)"
+
+
+def to_onnx(module: Any, sample: ModelInput) -> tuple[bytes, dict[str, Any]]:
+    """The module as ONNX bytes with any batch size, and the onnx-flavor meta that names its
+    outputs as `TorchRuntime` does (predict, output_1, ...). `sample` gives the input names
+    (a mapping's keys, else "input"), dtypes and shapes; parity is the caller's to check."""
+    torch = _torch()
+    if isinstance(sample, Mapping):
+        names = [str(name) for name in sample]
+        args = tuple(_as_tensor(torch, np.asarray(value)) for value in sample.values())
+    else:
+        names, args = ["input"], (_as_tensor(torch, sample),)
+    with torch.inference_mode():
+        result = module(*args)
+    if isinstance(result, Mapping):
+        raise FailedPrecondition("a torch model returning a dict cannot be exported to ONNX")
+    count = len(result) if isinstance(result, tuple | list) else 1
+    outputs = [PRIMARY_OUTPUT] + [f"output_{i}" for i in range(1, count)]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The exporter's deprecation and tracer notes are not the user's to act on: the
+        # caller measures the result against the module instead.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            buffer,
+            dynamo=False,  # the torch.export-based exporter needs onnxscript, not a dependency
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in names + outputs},
+            opset_version=ONNX_OPSET,
+        )
+    return buffer.getvalue(), {"outputs": {name: name for name in outputs}}
