@@ -1,9 +1,12 @@
-"""Edge export: fp32 vs int8 (dynamic quantization) ONNX size, single-row latency, agreement.
+"""Edge export: fp32 vs int8 (dynamic and static quantization) ONNX size, single-row latency,
+agreement, for scikit-learn and torch MLPs and a tree ensemble.
 
 Each model is registered into a throw-away registry and exported with
-`shipyard.packaging.edge.export_edge` (the path `shipyard export --target edge` takes); the
-compiled fp32 artifact and the exported file are then timed side by side in this process with
-onnxruntime (1 thread, one row per call), and agreement is measured on held-out rows.
+`shipyard.packaging.edge.export_edge` (the path `shipyard export --target edge` takes), once
+fp32 (`--quantize none`: for torch, the ONNX conversion) and once per quantization method; the
+fp32 file and each exported file are then timed side by side in this process with onnxruntime
+(1 thread, one row per call). Agreement with fp32 is measured by the export on 2,000 held-out
+rows (static quantization calibrates on the first 1,000 of them).
 
     .venv/bin/python bench/edge.py [--seconds 0.4] [--markdown bench/out/edge.md]
 
@@ -34,12 +37,14 @@ import numpy as np
 @dataclass
 class Row:
     model: str
+    method: str
     precision: str
     fp32_bytes: int
     exported_bytes: int
     fp32_us: float
     exported_us: float
     agreement: float | None
+    measure: str
     mean_abs_diff: float | None
     note: str
 
@@ -65,6 +70,26 @@ def paired_per_call_us(
     return statistics.median(slices[0]), statistics.median(slices[1])
 
 
+def torch_mlp(X: np.ndarray, y: np.ndarray) -> Any:
+    """A 64-256-128-2 torch MLP returning logits, trained briefly, as TorchScript."""
+    import torch
+
+    from shipyard.runtimes.torch import script_module
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU(),
+        torch.nn.Linear(128, 2),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    inputs, labels = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    for _ in range(100):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(inputs), labels).backward()
+        optimizer.step()
+    return script_module(net.eval(), X[:4])
+
+
 def build_models() -> tuple[list[tuple[str, Any]], np.ndarray, np.ndarray]:
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
@@ -85,6 +110,7 @@ def build_models() -> tuple[list[tuple[str, Any]], np.ndarray, np.ndarray]:
                 "MLP 64-64-2",
                 MLPClassifier((64,), max_iter=100, random_state=0).fit(X[train], y[train]),
             ),
+            ("torch MLP 64-256-128-2", torch_mlp(X[train], y[train])),
             (
                 "random forest 30x depth 10",
                 RandomForestClassifier(30, max_depth=10, random_state=0).fit(X[train], y[train]),
@@ -103,8 +129,8 @@ def session(path: Path) -> Any:
 
 
 def measure(budget_s: float) -> list[Row]:
-    from shipyard.packaging.edge import EdgeOptions, export_edge
-    from shipyard.packaging.register import COMPILED_FILE, Registration, register_model
+    from shipyard.packaging.edge import EdgeOptions, Quantize, export_edge
+    from shipyard.packaging.register import Registration, register_model
     from shipyard.registry.service import Registry
 
     models, sample, held_out = build_models()
@@ -114,50 +140,60 @@ def measure(budget_s: float) -> list[Row]:
         with Registry.open(f"sqlite:///{root / 'r.db'}", root / "blobs", actor="bench") as reg:
             for index, (label, model) in enumerate(models):
                 name = f"m{index}"
-                version = register_model(reg, model, Registration(name, sample_input=sample))
-                out = root / f"edge-{index}"
-                report = export_edge(
-                    reg, name, out, options=EdgeOptions(sample=held_out, min_agreement=0.0)
-                )
-                fp32_path = reg.artifact_paths(version)[COMPILED_FILE]
-                fp32, exported = session(fp32_path), session(out / "model.onnx")
+                register_model(reg, model, Registration(name, sample_input=sample))
+                plain = EdgeOptions(Quantize.none, sample=held_out)
+                export_edge(reg, name, root / f"{name}-fp32", options=plain)
+                fp32 = session(root / f"{name}-fp32" / "model.onnx")
                 feed = {fp32.get_inputs()[0].name: held_out[:1]}
-                fp32_us, exported_us = paired_per_call_us(
-                    functools.partial(fp32.run, None, feed),
-                    functools.partial(exported.run, None, feed),
-                    2 * budget_s,
-                )
-                parity = report["parity_vs_fp32"]
-                rows.append(
-                    Row(
-                        model=label,
-                        precision=report["precision"],
-                        fp32_bytes=report["bytes"]["fp32"],
-                        exported_bytes=report["bytes"]["exported"],
-                        fp32_us=fp32_us,
-                        exported_us=exported_us,
-                        agreement=None if parity is None else parity["agreement"],
-                        mean_abs_diff=None
-                        if parity is None
-                        else parity["mean_abs_diff"].get("predict_proba"),
-                        note="" if report["quantization"]["applied"] else "not quantized",
+                for method in (Quantize.dynamic, Quantize.static):
+                    out = root / f"{name}-{method.value}"
+                    options = EdgeOptions(method, sample=held_out, min_agreement=0.0)
+                    report = export_edge(reg, name, out, options=options)
+                    exported = session(out / "model.onnx")
+                    fp32_us, exported_us = paired_per_call_us(
+                        functools.partial(fp32.run, None, feed),
+                        functools.partial(exported.run, None, feed),
+                        2 * budget_s,
                     )
-                )
+                    rows.append(_row(label, method.value, report, fp32_us, exported_us))
     return rows
+
+
+def _row(label: str, method: str, report: dict[str, Any], fp32_us: float, us: float) -> Row:
+    parity = report["parity_vs_fp32"]
+    diffs = {} if parity is None else parity["mean_abs_diff"]
+    applied = report["quantization"]["applied"]
+    reason = report["quantization"]["reason"]
+    note = (
+        "" if applied else ("Gemm not covered" if "--quantize static" in reason else "no weights")
+    )
+    return Row(
+        model=label,
+        method=method,
+        precision=report["precision"],
+        fp32_bytes=report["bytes"]["fp32"],
+        exported_bytes=report["bytes"]["exported"],
+        fp32_us=fp32_us,
+        exported_us=us,
+        agreement=None if parity is None else parity["agreement"],
+        measure="" if parity is None else parity["measure"],
+        mean_abs_diff=diffs.get("predict_proba", diffs.get("predict")),
+        note=note,
+    )
 
 
 def table(rows: list[Row], held_out: int) -> str:
     lines = [
-        "| model | exported | fp32 size | exported size | size ratio | fp32 µs/row | exported µs/row "
-        f"| int8 speed-up | label agreement ({held_out} rows) | mean abs Δp |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | method | exported | fp32 size | exported size | size ratio | fp32 µs/row "
+        f"| exported µs/row | int8 speed-up | agreement ({held_out} rows) | mean abs Δ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        agreement = "—" if r.agreement is None else f"{r.agreement:.2%}"
+        agreement = "—" if r.agreement is None else f"{r.agreement:.2%} ({r.measure})"
         diff = "—" if r.mean_abs_diff is None else f"{r.mean_abs_diff:.4f}"
         precision = r.precision + (f" ({r.note})" if r.note else "")
         lines.append(
-            f"| {r.model} | {precision} | {r.fp32_bytes / 1024:,.1f} KiB | "
+            f"| {r.model} | {r.method} | {precision} | {r.fp32_bytes / 1024:,.1f} KiB | "
             f"{r.exported_bytes / 1024:,.1f} KiB | {r.fp32_bytes / r.exported_bytes:.2f}x smaller | "
             f"{r.fp32_us:.1f} | {r.exported_us:.1f} | {r.fp32_us / r.exported_us:.2f}x | "
             f"{agreement} | {diff} |"
