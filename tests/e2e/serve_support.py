@@ -56,8 +56,8 @@ class ServerProcess:
     """`shipyard serve` in a subprocess on 127.0.0.1 and a free port (read from its banner).
 
     `host` changes the interface bound (the tests still connect to 127.0.0.1), `grpc_port`
-    serves gRPC there too, and `verify` (an SSLContext trusting its CA) checks a TLS
-    server's certificate."""
+    serves gRPC there too, `verify` (an SSLContext trusting its CA) checks a TLS server's
+    certificate, and `python` is the interpreter (another venv's) that runs shipyard."""
 
     def __init__(
         self,
@@ -67,11 +67,12 @@ class ServerProcess:
         host: str = "127.0.0.1",
         grpc_port: int | None = None,
         verify: ssl.SSLContext | bool = True,
+        python: str = sys.executable,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / "serve.stderr"
         self._stderr = self.stderr_path.open("wb")
-        command = [sys.executable, "-m", "shipyard", "serve", *args]
+        command = [python, "-m", "shipyard", "serve", *args]
         command += ["--host", host, "--http-port", "0"]
         command += ["--no-grpc"] if grpc_port is None else ["--grpc-port", str(grpc_port)]
         self.process = subprocess.Popen(
