@@ -174,6 +174,11 @@ def test_console_script_and_demo(tmp_path: Path) -> None:
     assert re.search(r"prediction log: v1 [\d,]+, v2 [\d,]+ requests", result.stdout)
     assert re.search(r"breast-cancer:2, \d+ distinct logged rows: no drift", result.stdout)
     assert "mean_radius x1.3): drift in 1 of 30 features" in result.stdout
+    # The batch step: a 200k-row CSV scored into Parquet parts, every row once.
+    assert re.search(r"scored\s+200,000\s", result.stdout), result.stdout[-2000:]
+    assert re.search(r"errors\s+0\s", result.stdout)
+    scored = pd.read_parquet(tmp_path / "home" / "demo-batch" / "scored")
+    assert len(scored) == 200_000 and scored["customer_id"].is_unique
     shown = subprocess.run(
         [sys.executable, "-m", "shipyard", "models", "show", "breast-cancer@production", "--json"],
         capture_output=True, text=True, env=env, timeout=120,

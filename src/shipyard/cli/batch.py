@@ -47,7 +47,7 @@ class _RowsPerSecond(ProgressColumn):
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+def progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
     if not enabled:
         yield None
         return
@@ -75,7 +75,7 @@ def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
         yield update
 
 
-def _summary_table(summary: BatchSummary) -> Table:
+def summary_table(summary: BatchSummary) -> Table:
     table = Table(show_header=False, box=None)
     rows = [
         ("model", f"{summary.model}:{summary.version}"),
@@ -144,7 +144,7 @@ def score_command(
     json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Score INPUT with REF into OUTPUT; re-running the same command resumes it."""
-    with Registry() as registry, _progress(not json and console.is_terminal) as progress:
+    with Registry() as registry, progress_bar(not json and console.is_terminal) as progress:
         summary = score(
             registry,
             ref,
@@ -163,4 +163,4 @@ def score_command(
     if json:
         print_json(summary.to_dict())
     else:
-        console.print(_summary_table(summary))
+        console.print(summary_table(summary))

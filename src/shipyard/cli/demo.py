@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from shipyard.cli.demo_batch import batch_step
 from shipyard.cli.demo_serve import release, serve_and_call
 from shipyard.cli.demo_watch import watch
 from shipyard.cli.errors import exits_by_kind
@@ -37,8 +38,8 @@ def demo(
     ] = DEPLOYMENT,
 ) -> None:
     """Walk the journey: train, register v1 and v2 with lineage, promote, predict, serve,
-    show the history, release v2 to a deployment through a canary rollout, then watch what
-    the release logged for drift."""
+    show the history, release v2 to a deployment through a canary rollout, watch what the
+    release logged for drift, then score a file in batch."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import accuracy_score, roc_auc_score
@@ -145,6 +146,13 @@ def demo(
             f"next: `shipyard logs show {name}`, `shipyard feedback labels.csv`, "
             "`shipyard server` (judges drift every minute, alerts, retrains) and its "
             "Monitoring page"
+        )
+
+        console.rule("[bold]8. batch")
+        batch_step(registry, f"{name}@production", X_test)
+        console.print(
+            f"next: `shipyard batch score {name}@production data/ out/ --workers 2` "
+            "(re-run the same command after a crash: it resumes, each row scored once)"
         )
 
 
