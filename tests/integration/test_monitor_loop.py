@@ -35,7 +35,8 @@ from shipyard.monitoring.alerts import FIRING
 from shipyard.monitoring.eventlog import ParquetSink, TableSink
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
-from shipyard.packaging.register import REFERENCE_FILE, Registration, register_model
+from shipyard.monitoring.serialization import reference_profile
+from shipyard.packaging.register import PROFILE_FILE, REFERENCE_FILE, Registration, register_model
 from shipyard.registry.service import Registry
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"  # monitor_retrain_steps.py
@@ -255,3 +256,24 @@ def test_the_configured_webhook_is_a_notifier(world: World) -> None:
     assert [type(n) for n in manager.notifiers] == [LogNotifier, WebhookNotifier]
     with pytest.raises(InvalidArgument, match="webhook URL must be http"):
         alert_manager(world.registry, MonitorConfig(webhook_url="ftp://alerts.example/"))
+
+
+def test_a_version_registered_with_a_profile_is_judged_from_it(
+    registry: Registry, world: World
+) -> None:
+    """The profile stored at registration is what the loop judges against: with the
+    reference table's file gone, the shifted window still fires."""
+    rng = np.random.default_rng(4)
+    features = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"])
+    model = LogisticRegression().fit(features, (features["a"] > 0).astype(np.int64))
+    request = Registration(
+        name="profiled", sample_input=features, reference_data=features, profiler=reference_profile
+    )
+    version = register_model(registry, model, request)
+    assert PROFILE_FILE in version.artifacts
+    registry.artifact_paths(version)[REFERENCE_FILE].unlink()
+    log_predictions(world.home, "profiled", 300, shift=3.0)
+    checks = {c.model: c for c in monitor(world).tick(NOW)}
+    judgement = checks["profiled"].judgement
+    assert judgement is not None and judgement.observation is not None
+    assert [(a.rule, a.state) for a in checks["profiled"].alerts] == [("drift", FIRING)]

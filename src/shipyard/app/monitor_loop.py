@@ -26,7 +26,7 @@ from shipyard.monitoring.eventlog import read_events
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
 from shipyard.monitoring.window_check import DetectorCache, Judgement, judge, logged_models
-from shipyard.packaging.register import load_reference
+from shipyard.packaging.register import PROFILE_FILE, load_reference
 from shipyard.registry.service import Registry
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ def reference_loader(registry: Registry) -> Callable[[str, int], pd.DataFrame | 
 
     def load(model: str, version: int) -> pd.DataFrame | None:
         return load_reference(registry, registry.get_version(model, version))
+
+    return load
+
+
+def profile_loader(registry: Registry) -> Callable[[str, int], bytes | None]:
+    """The drift profile stored with a version at registration, or None without one."""
+
+    def load(model: str, version: int) -> bytes | None:
+        found = registry.get_version(model, version)
+        if PROFILE_FILE not in found.artifacts:
+            return None
+        return registry.artifact_paths(found, [PROFILE_FILE])[PROFILE_FILE].read_bytes()
 
     return load
 
@@ -123,7 +135,7 @@ class MonitorLoop:
         self.config = config
         self.gauges = gauges
         self.max_events = max_events
-        self.cache = DetectorCache(reference_loader(registry))
+        self.cache = DetectorCache(reference_loader(registry), profiles=profile_loader(registry))
         # model -> the reason (or error) last logged: a lasting condition is logged once,
         # not every interval
         self._skipped: dict[str, str] = {}

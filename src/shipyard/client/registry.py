@@ -12,6 +12,7 @@ import pandas as pd
 from shipyard.app.settings import Settings
 from shipyard.core.lineage import Lineage
 from shipyard.core.refs import ModelRef
+from shipyard.monitoring.serialization import reference_profile
 from shipyard.packaging.load import LoadedModel, load_version
 from shipyard.packaging.register import Registration, load_reference, register_model
 from shipyard.registry import service
@@ -74,7 +75,7 @@ class Registry:
         """Register `model` as the next version of `name` and return it (status READY)."""
         request = Registration(
             name, sample_input, reference_data, tags, description, params, metrics, lineage,
-            trust, flavor, compile,
+            trust, flavor, compile, profiler=reference_profile,
         )  # fmt: skip
         return register_model(self._store, model, request)
 

@@ -1,6 +1,7 @@
 """Judging one window of a model's prediction log for drift, without I/O of its own.
 
-    cache = DetectorCache(load_reference)        # (model, version) -> reference table or None
+    cache = DetectorCache(load_reference, profiles=load_profile)  # (model, version) -> table /
+                                                 # the profile stored at registration, or None
     judgement = judge("fraud", events, cache, at=now, min_rows=200)
     if judgement.observation is not None:
         manager.evaluate(judgement.observation)   # else: judgement.reason says why not
@@ -32,6 +33,8 @@ from shipyard.storage.database import Database
 
 # (model, version) -> the version's reference table, or None when it was registered without.
 ReferenceLoader = Callable[[str, int], pd.DataFrame | None]
+# The profile stored at registration (serialization.reference_profile), or None without one.
+ProfileLoader = Callable[[str, int], bytes | None]
 MAX_CACHED = 256  # fitted detectors kept (~4 KB per feature each)
 
 
@@ -89,9 +92,15 @@ class DetectorCache:
     reference data is remembered too, so it is looked up once per version."""
 
     def __init__(
-        self, load: ReferenceLoader, *, alpha: float = DEFAULT_ALPHA, max_entries: int = MAX_CACHED
+        self,
+        load: ReferenceLoader,
+        *,
+        profiles: ProfileLoader | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        max_entries: int = MAX_CACHED,
     ) -> None:
         self.load = load
+        self.profiles = profiles
         self.alpha = alpha
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, int], _Fitted | str] = OrderedDict()
@@ -114,6 +123,9 @@ class DetectorCache:
 
     def _fit(self, model: str, version: int, logged: tuple[str, ...]) -> _Fitted | str:
         try:
+            stored = self._stored(model, version, logged)
+            if stored is not None:
+                return _Fitted(logged, stored)
             reference = self.load(model, version)
         except NotFound as exc:  # logged under a name or version this registry lacks
             raise NotJudged(exc.message) from None
@@ -129,6 +141,18 @@ class DetectorCache:
                 f"logged: {', '.join(logged[:10]) or 'none'})"
             )
         return _Fitted(logged, DriftDetector.fit(reference[common], alpha=self.alpha))
+
+    def _stored(self, model: str, version: int, logged: tuple[str, ...]) -> DriftDetector | None:
+        """The profile stored at registration, when the log holds every column it covers
+        (the joint test spans all of them, so it cannot be cut down to fewer)."""
+        data = self.profiles(model, version) if self.profiles is not None else None
+        if data is None:
+            return None
+        detector = DriftDetector.from_bytes(data)
+        if not {*detector.profiles, *detector.skipped} <= set(logged):
+            return None  # some columns are not logged: fit on the ones that are
+        detector.alpha = self.alpha
+        return detector
 
 
 def judge(

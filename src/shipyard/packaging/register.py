@@ -8,7 +8,7 @@ no trace. The registry then stores the files durably and flips the version to RE
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,10 @@ from shipyard.runtimes.torch import script_module
 NATIVE_DIR = "native"
 COMPILED_FILE = "compiled/model.onnx"
 REFERENCE_FILE = "reference.parquet"
+PROFILE_FILE = "reference.profile"
+# Turns the stored reference table into bytes kept beside it (monitoring's drift profile:
+# packaging cannot import monitoring, so callers that can pass it in).
+ReferenceProfiler = Callable[[pd.DataFrame], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class Registration:
     flavor: str | None = None
     compile: bool = True
     stage: str | None = None  # "candidate": kept out of `latest` until released
+    profiler: ReferenceProfiler | None = None  # with reference_data: stored as PROFILE_FILE
 
 
 def register_model(registry: Registry, model: object, request: Registration) -> ModelVersion:
@@ -102,6 +107,11 @@ def _package(
             parts["compiled"] = _compile(model, flavor, prepared, runtime, staging, files, parts)
     if request.reference_data is not None:
         files[REFERENCE_FILE] = _write_reference(request.reference_data, signature, staging)
+        if request.profiler is not None:
+            # Profile the table as stored (column names, dtypes), as monitoring will read it.
+            profile = request.profiler(pd.read_parquet(files[REFERENCE_FILE]))
+            files[PROFILE_FILE] = staging / PROFILE_FILE
+            files[PROFILE_FILE].write_bytes(profile)
     return files, parts
 
 
@@ -200,4 +210,4 @@ def load_reference(registry: Registry, version: ModelVersion) -> pd.DataFrame | 
     """The reference table stored with `version` at registration, or None without one."""
     if REFERENCE_FILE not in version.artifacts:
         return None
-    return pd.read_parquet(registry.artifact_paths(version)[REFERENCE_FILE])
+    return pd.read_parquet(registry.artifact_paths(version, [REFERENCE_FILE])[REFERENCE_FILE])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
@@ -143,10 +143,14 @@ class RegistryReader:
         entries.reverse()
         return entries
 
-    def artifact_paths(self, version: ModelVersion) -> dict[str, Path]:
-        """Logical artifact name → local path of its blob, checked present and of the right size."""
+    def artifact_paths(
+        self, version: ModelVersion, names: Collection[str] | None = None
+    ) -> dict[str, Path]:
+        """Logical artifact name → local path of its blob, checked present and of the right size;
+        only `names` (each must exist) when given, so a remote store fetches no more."""
         paths: dict[str, Path] = {}
-        for logical, artifact in version.artifacts.items():
+        chosen = version.artifacts if names is None else {n: version.artifacts[n] for n in names}
+        for logical, artifact in chosen.items():
             path = self.blobs.path(artifact.sha256)
             size = path.stat().st_size
             if size != artifact.size:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from shipyard.core.errors import NotFound
+from shipyard.monitoring.serialization import reference_profile
 from shipyard.monitoring.window_check import (
     DetectorCache,
     NotJudged,
@@ -153,3 +154,34 @@ def test_the_cache_refits_when_the_logged_columns_change_and_stays_bounded() -> 
     cache.detector("fraud", 3, ["a"])  # evicts version 1, the least recently used
     cache.detector("fraud", 1, ["a"])
     assert loader.reads == [("fraud", 1), ("fraud", 1), ("fraud", 2), ("fraud", 3), ("fraud", 1)]
+
+
+def test_a_stored_profile_is_used_instead_of_refitting_the_reference() -> None:
+    stored = reference_profile(reference())
+    refits = Loader({("fraud", 1): reference()})
+    cache = DetectorCache(refits, profiles=lambda model, version: stored, alpha=0.01)
+    window = events(1, 300, shift=0.5)
+    judgement = judge("fraud", window, cache, at=AT, min_rows=1)
+    assert refits.reads == []  # the table was never read
+    assert (
+        judgement.observation is not None and cache.detector("fraud", 1, ["a", "b"]).alpha == 0.01
+    )
+    fitted = judge("fraud", window, DetectorCache(refits, alpha=0.01), at=AT, min_rows=1)
+    assert fitted.observation is not None
+    mine, theirs = judgement.observation.drift, fitted.observation.drift
+    assert mine is not None and theirs is not None
+    assert mine.drift and mine.p_value == theirs.p_value
+    assert {n: f.p_value for n, f in mine.features.items()} == {
+        n: f.p_value for n, f in theirs.features.items()
+    }
+
+
+def test_a_profile_covering_unlogged_columns_falls_back_to_the_table() -> None:
+    """The joint test spans every profiled column: with `b` not logged, fit on `a` alone."""
+    stored = reference_profile(reference())
+    refits = Loader({("fraud", 1): reference()})
+    cache = DetectorCache(refits, profiles=lambda model, version: stored)
+    judgement = judge("fraud", events(1, 300).drop(columns="input.b"), cache, at=AT, min_rows=1)
+    assert refits.reads == [("fraud", 1)]
+    assert judgement.observation is not None and judgement.observation.drift is not None
+    assert set(judgement.observation.drift.features) == {"a"}

@@ -25,6 +25,7 @@ from shipyard.core.lineage import fingerprint
 from shipyard.jobs.retrain.config import parse_config
 from shipyard.jobs.retrain.context import TrainContext
 from shipyard.jobs.retrain.data import SourceContext, read_sources, split
+from shipyard.monitoring.serialization import reference_profile
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry.service import Registry
 
@@ -117,6 +118,7 @@ def train_candidate(request: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                 },
                 tags={"shipyard.run": str(request["run_id"])},
                 stage="candidate",
+                profiler=reference_profile,
             ),
         )
     return {
