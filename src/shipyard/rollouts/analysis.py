@@ -206,7 +206,10 @@ def feedback(gate: FeedbackGate, baseline: VariantWindow, candidate: VariantWind
             "feedback",
             Outcome.SKIPPED,
             f"{have} of {gate.min_samples} labelled predictions needed from each variant",
-            {"baseline_labelled": baseline.feedback_total, "candidate_labelled": have},
+            {
+                "baseline_labelled": baseline.feedback_total,
+                "candidate_labelled": candidate.feedback_total,
+            },
         )
     # A drop in accuracy is an excess in the error (wrong answer) rate.
     base_wrong = baseline.feedback_total - baseline.feedback_correct

@@ -169,6 +169,11 @@ def test_feedback_is_skipped_until_both_variants_have_min_samples() -> None:
     assert verdict.numbers["feedback"]["outcome"] == "skipped"
     feedback = next(g for g in verdict.gates if g.gate == "feedback")
     assert feedback.reason == "40 of 50 labelled predictions needed from each variant"
+    assert feedback.numbers["candidate_labelled"] == 40
+    assert feedback.numbers["baseline_labelled"] == base.feedback_total > 40
+    # The other way round: the numbers name each variant's own count, not the smaller one.
+    swapped = next(g for g in analyse(ALL_GATES, cand, base).gates if g.gate == "feedback")
+    assert swapped.numbers == {"baseline_labelled": 40, "candidate_labelled": base.feedback_total}
 
 
 def test_shadow_gate_is_skipped_without_a_shadow() -> None:
