@@ -136,18 +136,25 @@ def test_a_healthy_canary_is_promoted_and_a_failing_one_rolled_back(
         _release_cycle(registry, home, tmp_path, database_url)
 
 
-def _release_cycle(registry: Registry, home: Path, tmp_path: Path, database_url: str) -> None:
-    deployments = Deployments(registry.store)
-    rollouts = Rollouts(deployments)
-    deployments.deploy("api", "scorer:1")
-    env = server_env(
+def fast_env(home: Path, database_url: str) -> dict[str, str]:
+    """A data plane's environment that flushes statistics and polls revisions every 0.2 s."""
+    return server_env(
         home,
         database_url,
         SHIPYARD_SERVE_STATS_INTERVAL_S="0.2",
         SHIPYARD_SERVE_POLL_INTERVAL_S="0.2",
     )
-    args = ("--deployments", "--workers", "1")
-    with running(env, tmp_path / "logs", *args) as server, Load(server.url) as load:
+
+
+DATA_PLANE = ("--deployments", "--workers", "1")
+
+
+def _release_cycle(registry: Registry, home: Path, tmp_path: Path, database_url: str) -> None:
+    deployments = Deployments(registry.store)
+    rollouts = Rollouts(deployments)
+    deployments.deploy("api", "scorer:1")
+    env = fast_env(home, database_url)
+    with running(env, tmp_path / "logs", *DATA_PLANE) as server, Load(server.url) as load:
         _eventually_only(load, (200, "scorer:1"))
         # A healthy canary: promoted through 20 % and 50 % to all traffic.
         deployments.deploy("api", "scorer:2", strategy="canary", policy=POLICY, reason="v2")

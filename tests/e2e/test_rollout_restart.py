@@ -10,8 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import open_registry, running, server_env
-from test_rollout_e2e import LIVENESS, POLICY, Load, SumModel, _eventually_only
+from serve_support import open_registry, running
+from test_rollout_e2e import (
+    DATA_PLANE,
+    LIVENESS,
+    POLICY,
+    Load,
+    SumModel,
+    _eventually_only,
+    fast_env,
+)
 from test_server import ControlPlane
 
 from shipyard.rollouts.deployments import Deployments
@@ -39,14 +47,8 @@ def test_a_rollout_survives_its_control_plane_being_killed(
         deployments = Deployments(registry.store)
         rollouts = Rollouts(deployments)
         deployments.deploy("api", "scorer:1")
-        env = server_env(
-            home,
-            database_url,
-            SHIPYARD_SERVE_STATS_INTERVAL_S="0.2",
-            SHIPYARD_SERVE_POLL_INTERVAL_S="0.2",
-        )
-        data_plane = ("--deployments", "--workers", "1")
-        with running(env, tmp_path / "logs", *data_plane) as server, Load(server.url) as load:
+        env = fast_env(home, database_url)
+        with running(env, tmp_path / "logs", *DATA_PLANE) as server, Load(server.url) as load:
             _eventually_only(load, (200, "scorer:1"))
             deployments.deploy("api", "scorer:2", strategy="canary", policy=POLICY, reason="v2")
 
