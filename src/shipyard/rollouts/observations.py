@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shipyard.rollouts.spec import Role, Variant
-from shipyard.rollouts.stats import VariantWindow
+from shipyard.rollouts.stats import VariantWindow, latency_counts
 from shipyard.storage.database import Database
 from shipyard.storage.deployments_table import FeedbackRow, PredictionRow, RouteStatsRow
 
@@ -83,7 +83,7 @@ def _window(row: RouteStatsRow) -> VariantWindow:
     return VariantWindow(
         requests=row.requests,
         errors=row.errors,
-        latency=list(row.latency),
+        latency=latency_counts(row.latency),
         predictions=[float(v) for v in row.predictions],
         shadow_total=row.shadow_total,
         shadow_agree=row.shadow_agree,

@@ -8,7 +8,7 @@ epoch, so two calls agree on their edges. A row counts in the bucket of its flus
 flush carries up to one flush interval of traffic from just before it, so an edge may be off
 by about a second.
 
-Latency percentiles come from the bucket counts (stats.LATENCY_EDGES_S, log-spaced, ~43 %
+Latency percentiles come from the bucket counts (stats.LATENCY_EDGES_S, log-spaced, ~9.4 %
 wide): the upper edge of the bucket holding the percentile, as the rollout analysis reads
 them. They overstate by less than one bucket width and are None when a time bucket had no
 requests or the percentile is beyond the last finite edge (60 s).
@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from shipyard.core.errors import InvalidArgument
 from shipyard.rollouts.spec import Role
-from shipyard.rollouts.stats import VariantWindow
+from shipyard.rollouts.stats import VariantWindow, latency_counts
 from shipyard.storage.database import Database
 from shipyard.storage.deployments_table import RouteStatsRow
 
@@ -121,7 +121,9 @@ def traffic(
                 continue
             key = (model, version, role == Role.SHADOW.value)
             row = windows.setdefault(key, [VariantWindow() for _ in starts])
-            row[index].add(VariantWindow(requests=requests, errors=errors, latency=list(latency)))
+            row[index].add(
+                VariantWindow(requests=requests, errors=errors, latency=latency_counts(latency))
+            )
     series = [_series(key, windows[key]) for key in sorted(windows, key=lambda k: (k[2], k[:2]))]
     return Traffic(deployment, starts[0], end, step_s, starts, series)
 

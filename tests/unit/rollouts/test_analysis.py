@@ -12,7 +12,13 @@ import pytest
 
 from shipyard.rollouts.analysis import Outcome, Verdict, analyse, distribution_test, excess
 from shipyard.rollouts.policy import Policy, parse_policy
-from shipyard.rollouts.stats import BUCKETS, LATENCY_EDGES_S, VariantWindow
+from shipyard.rollouts.stats import (
+    BUCKETS,
+    LATENCY_EDGES_S,
+    LEGACY_BUCKETS,
+    VariantWindow,
+    latency_counts,
+)
 
 RUNS = 200
 ALL_GATES = parse_policy(
@@ -105,6 +111,8 @@ def test_a_healthy_classifier_passes_too() -> None:
     [
         (Behaviour(error_rate=0.06), Behaviour(), "error_rate", "errors (allowed +1.00 pp"),
         (Behaviour(median_s=0.020), Behaviour(), "latency", "slower than the baseline's p95"),
+        # 25 % slower: the earlier 43 %-wide buckets failed 28 % of such windows, these ~100 %.
+        (Behaviour(median_s=0.0125), Behaviour(), "latency", "slower than the baseline's p95"),
         (Behaviour(prediction_shift=0.5), Behaviour(), "predictions", "kolmogorov-smirnov"),
         (
             Behaviour(classes=True, positive_rate=0.5),
@@ -118,6 +126,7 @@ def test_a_healthy_classifier_passes_too() -> None:
     ids=[
         "errors+5pp",
         "latency-2x",
+        "latency-1.25x",
         "predictions-shifted",
         "classes-shifted",
         "accuracy-20pp",
@@ -243,3 +252,17 @@ def test_without_traffic_gates_a_short_window_is_still_inconclusive() -> None:
     assert analyse(policy, VariantWindow(requests=200), VariantWindow(requests=200)).reason == (
         "all gates passed"
     )
+
+
+def test_rows_of_the_legacy_latency_scheme_are_read_into_the_finer_one() -> None:
+    legacy_edges = [50e-6 * (60.0 / 50e-6) ** (i / 39) for i in range(40)]
+    stored = [0] * LEGACY_BUCKETS
+    stored[10], stored[39], stored[40] = 5, 2, 1  # ~0.6 ms, the 60 s bucket, beyond 60 s
+    counts = latency_counts(stored)
+    assert len(counts) == BUCKETS and sum(counts) == 8
+    assert counts[40] == 5 and LATENCY_EDGES_S[40] == pytest.approx(legacy_edges[10])
+    assert counts[156] == 2 and LATENCY_EDGES_S[156] == pytest.approx(60.0)
+    assert counts[-1] == 1
+    current = [0] * BUCKETS
+    current[3] = 7
+    assert latency_counts(current) == current

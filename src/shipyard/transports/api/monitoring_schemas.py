@@ -15,7 +15,7 @@ from shipyard.monitoring.result import FeatureDrift
 from shipyard.rollouts.traffic import Traffic, VersionTraffic
 
 LATENCY_NOTE = (
-    "Approximated from log-spaced latency buckets (~43 % wide, 50 µs to 60 s): the upper edge "
+    "Approximated from log-spaced latency buckets (~9.4 % wide, 50 µs to 60 s): the upper edge "
     "of the bucket holding the percentile, so it overstates by less than one bucket. Null when "
     "the time bucket had no requests or the percentile is above 60 s."
 )
