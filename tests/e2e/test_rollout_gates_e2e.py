@@ -111,6 +111,7 @@ def test_slow_and_wrong_canaries_are_rolled_back(tmp_path: Path, database_url: s
             deployments.deploy("api", "signs:2", strategy="canary", policy=SLOW_POLICY)
             slow = asyncio.run(_until_done(rollouts, Controller(rollouts, tick_s=0.2)))
             assert slow.state is RolloutState.ROLLED_BACK, [d.reason for d in slow.decisions]
+            assert len(slow.decisions) <= 3  # P10: within 3 analysis windows
             last = slow.decisions[-1]
             assert last.reason.startswith("latency: "), last.reason
             assert last.numbers["latency"]["outcome"] == "fail"
@@ -119,6 +120,7 @@ def test_slow_and_wrong_canaries_are_rolled_back(tmp_path: Path, database_url: s
             deployments.deploy("api", "signs:3", strategy="canary", policy=FEEDBACK_POLICY)
             wrong = asyncio.run(_until_done(rollouts, Controller(rollouts, tick_s=0.2)))
             assert wrong.state is RolloutState.ROLLED_BACK, [d.reason for d in wrong.decisions]
+            assert len(wrong.decisions) <= 3
             last = wrong.decisions[-1]
             assert last.reason.startswith("feedback: "), last.reason
             numbers = last.numbers["feedback"]
