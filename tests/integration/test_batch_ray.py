@@ -120,7 +120,7 @@ def test_an_interrupted_ray_job_resumes_to_each_row_exactly_once(
 ) -> None:
     local = _score(registry, source, tmp_path / "local", max_error_rate=0.05)
     out = tmp_path / "ray"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    batch_ray.start_local(2)
     try:
         # The first CSV chunk with a bad row stops the job (0% allowed) part-way.
         with pytest.raises(InvalidArgument, match="failed validation"):

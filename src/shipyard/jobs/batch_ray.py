@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
+import tenacity
 
 from shipyard.core.errors import FailedPrecondition, ShipyardError, Unavailable
 from shipyard.jobs.layout import Layout
@@ -106,6 +107,33 @@ def _probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
+def start_local(workers: int) -> None:
+    """Start a Ray on this machine with `workers` CPUs. Ray gives its raylet and GCS a fixed
+    30 s to come up, which a busy machine can miss: a failed start is cleaned up (its
+    processes stopped) and tried once more before it is reported."""
+    ray = require_ray()
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(2),
+        wait=tenacity.wait_fixed(1.0),
+        before_sleep=lambda _: ray.shutdown(),
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                # address="local": never join another cluster found on this machine by surprise.
+                ray.init(
+                    address="local",
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
+    except Exception as exc:  # Ray raises bare Exception/RuntimeError on a timed-out start
+        ray.shutdown()
+        raise Unavailable(f"a local Ray did not start (tried twice): {exc}") from None
+
+
 @contextlib.contextmanager
 def _connected(address: str | None, workers: int) -> Iterator[None]:
     """Ray at `address`, the Ray this process already joined, or a local one started here."""
@@ -125,14 +153,7 @@ def _connected(address: str | None, workers: int) -> Iterator[None]:
             ) from None
         started = True  # this process joined: it leaves (the cluster goes on)
     else:
-        # address="local": never join some other cluster found on this machine by surprise.
-        ray.init(
-            address="local",
-            num_cpus=workers,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        start_local(workers)
         started = True
     with warnings.catch_warnings():
         # Ray's default DataContext sets a field Ray itself deprecates (ray 2.60).
