@@ -223,7 +223,7 @@ def test_healthy_canaries_are_promoted_through_every_step_20_of_20(
         assert entry.reason is not None and entry.reason.startswith("all gates passed")
         numbers = entry.details["numbers"]
         assert numbers["error_rate"]["outcome"] == "pass"
-        assert numbers["latency"]["test"] == "binomial"
+        assert numbers["latency"]["test"] == "agresti-caffo z"
         assert numbers["feedback"]["labelled"] == [150, 150]
         assert numbers["requests"]["candidate"] == 2000 * entry.details["weight"] // 100
     assert [e.details["spec"]["variants"][-1]["weight"] for e in steps[1:]] == [25, 50, 100]
@@ -233,7 +233,11 @@ def test_healthy_canaries_are_promoted_through_every_step_20_of_20(
     ("behaviour", "gate", "words"),
     [
         (Behaviour(error_rate=0.06), "error_rate", "errors (allowed +1.00 pp"),
-        (Behaviour(median_s=0.020), "latency", "slower than the baseline's p95"),
+        (
+            Behaviour(median_s=0.020),
+            "latency",
+            "of baseline requests slower than the baseline's p95",
+        ),
         (Behaviour(accuracy=0.6), "feedback", "candidate accuracy"),
     ],
     ids=["erroring", "slow", "wrong-by-feedback"],

@@ -40,8 +40,9 @@ class ErrorRateGate(_Strict):
 
 
 class LatencyGate(_Strict):
-    """Fail when more than (1 - quantile) * max_ratio of the candidate's requests are slower
-    than the baseline's `quantile` latency, by a one-sided binomial test."""
+    """Fail when the candidate's share of requests slower than the baseline's `quantile`
+    latency exceeds the baseline's own share by more than (max_ratio - 1) x (1 - quantile)
+    (with the defaults: 6.25 % against 5 %), by a one-sided two-proportion test at `alpha`."""
 
     quantile: float = Field(default=0.95, gt=0.5, lt=1)
     max_ratio: float = Field(default=1.25, ge=1)
