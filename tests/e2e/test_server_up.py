@@ -38,6 +38,20 @@ def _answers(url: str) -> bool:
         return False
 
 
+def data_plane_port(up: ControlPlane) -> int:
+    """The port `up`'s data plane announced, once it answers ready."""
+    found: list[int] = []
+
+    def ready() -> bool:
+        match = _DATA_PLANE.search(up.stderr_path.read_bytes())
+        if match and not found:
+            found.append(int(match.group(1)))
+        return bool(found) and _answers(f"http://127.0.0.1:{found[0]}/v2/health/ready")
+
+    _eventually(ready, "the data plane is ready")
+    return found[0]
+
+
 @SQLITE_ONLY
 def test_up_serves_what_the_api_deploys_and_stops_as_one(database_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -51,16 +65,7 @@ def test_up_serves_what_the_api_deploys_and_stops_as_one(database_url: str, tmp_
     try:
         up.wait_ready(timeout_s=120)
         assert up.admin_token is not None
-        found: list[int] = []
-
-        def data_plane_ready() -> bool:
-            match = _DATA_PLANE.search(up.stderr_path.read_bytes())
-            if match and not found:
-                found.append(int(match.group(1)))
-            return bool(found) and _answers(f"http://127.0.0.1:{found[0]}/v2/health/ready")
-
-        _eventually(data_plane_ready, "the data plane is ready")
-        serve_url = f"http://127.0.0.1:{found[0]}"
+        serve_url = f"http://127.0.0.1:{data_plane_port(up)}"
         with up.client(up.admin_token) as api:
             ok(api.post("/deployments", json={"name": "checkout", "model": "fraud:1"}), 201)
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],

@@ -4,36 +4,29 @@ watch `up`'s own data plane follow."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from backends import SQLITE_ONLY
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from serve_support import open_registry, server_env
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from test_server import ControlPlane, ok
-from test_server_up import _DATA_PLANE, _answers, _eventually
-from test_ui import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Tab, Ui
+from test_server_up import _eventually, data_plane_port
+from test_ui import TIMEOUT_MS, Tab, Ui, browser  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 @SQLITE_ONLY
-def test_up_with_the_web_ui(database_url: str, tmp_path: Path, chromium: Browser) -> None:
+def test_up_with_the_web_ui(
+    database_url: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811 (the fixture imported)
+) -> None:
     home = tmp_path / "home"
     X, y = make_classification(80, 4, random_state=0)
     X = X.astype(np.float32)
@@ -46,20 +39,12 @@ def test_up_with_the_web_ui(database_url: str, tmp_path: Path, chromium: Browser
         up.wait_ready(timeout_s=120)
         token = up.admin_token
         assert token is not None
-        found: list[int] = []
-
-        def data_plane_ready() -> bool:
-            match = _DATA_PLANE.search(up.stderr_path.read_bytes())
-            if match and not found:
-                found.append(int(match.group(1)))
-            return bool(found) and _answers(f"http://127.0.0.1:{found[0]}/v2/health/ready")
-
-        _eventually(data_plane_ready, "the data plane is ready")
+        port = data_plane_port(up)
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
                             "data": X[0].tolist()}]}  # fmt: skip
 
         def serves(version: str) -> bool:
-            url = f"http://127.0.0.1:{found[0]}/v2/models/checkout/infer"
+            url = f"http://127.0.0.1:{port}/v2/models/checkout/infer"
             reply = httpx.post(url, json=body, timeout=10)
             return reply.status_code == 200 and reply.json()["model_version"] == version
 
@@ -68,7 +53,7 @@ def test_up_with_the_web_ui(database_url: str, tmp_path: Path, chromium: Browser
             ok(api.post("/deployments", json={"name": "checkout", "model": "fraud:2"}), 201)
         _eventually(lambda: serves("fraud:2"), "revision 2 is served", timeout_s=30)
 
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
         tab = Tab(Ui(up, token, token, token, home, database_url), context, context.new_page())
         tab.page.on("pageerror", lambda error: tab.errors.append(str(error)))
