@@ -25,7 +25,7 @@ from shipyard.packaging.edge import Agreement, EdgeOptions, Quantize, compare, e
 from shipyard.packaging.load import load_version
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry.service import Registry
-from shipyard.runtimes.torch import script_module
+from shipyard.runtimes.torch import quiet_jit, script_module
 
 # Packages a device does not have: the runner must not import any of them.
 BLOCKED = ("shipyard", "pandas", "pyarrow", "onnx", "sklearn", "scipy", "torch", "sqlalchemy")
@@ -211,3 +211,24 @@ def test_device_runner_needs_only_numpy_and_onnxruntime(
     probe = tmp_path / "probe.py"
     probe.write_text("import pandas\n")
     assert "pandas is not installed" in _run_blocked(str(probe)).stderr
+
+
+class _Named(torch.nn.Module):
+    """Returns its outputs by name: TorchRuntime serves that, ONNX export cannot name them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(12, 2)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scores": self.linear(x)}
+
+
+def test_a_torch_model_returning_a_dict_is_refused(registry: Registry, tmp_path: Path) -> None:
+    X, _ = _data(60)
+    with quiet_jit():
+        module = torch.jit.script(_Named().eval())
+    register_model(registry, module, Registration("named", sample_input=X[:10]))
+    with pytest.raises(FailedPrecondition, match="returning a dict cannot be exported to ONNX"):
+        export_edge(registry, "named", tmp_path / "e", options=EdgeOptions(sample=X))
+    assert not (tmp_path / "e").exists() and list(tmp_path.glob(".e.*")) == []
