@@ -38,3 +38,48 @@ def test_two_failed_starts_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(Unavailable, match=r"a local Ray did not start \(tried twice\): The cur"):
         batch_ray.start_local(3)
     assert fake.calls[-1] == "shutdown" and fake.calls.count("shutdown") == 2
+
+
+class FakeContext:
+    enable_progress_bars = True
+
+
+class FakeRayData(FakeRay):
+    """Enough of Ray for `_connected`: its state, its start and stop, and Ray Data's context."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.running = False
+        context = FakeContext()
+        self.data = type(
+            "data",
+            (),
+            {"DataContext": type("DC", (), {"get_current": staticmethod(lambda: context)})},
+        )
+
+    def is_initialized(self) -> bool:
+        return self.running
+
+    def init(self, **options: object) -> None:
+        super().init(**options)
+        self.running = True
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.running = False
+
+
+def test_the_engine_stops_the_ray_it_started_and_leaves_the_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeRayData()
+    monkeypatch.setattr(batch_ray, "require_ray", lambda: fake)
+    with batch_ray._connected(None, 2):
+        assert fake.is_initialized()
+    assert fake.calls == ["init num_cpus=2 address=local", "shutdown"]
+    assert not fake.is_initialized()
+
+    fake.running, fake.calls = True, []  # a Ray the caller started
+    with batch_ray._connected(None, 2):
+        pass
+    assert fake.calls == [] and fake.is_initialized()
