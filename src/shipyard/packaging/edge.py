@@ -39,6 +39,7 @@ from shipyard.core.refs import ModelRef
 from shipyard.core.signatures import Signature
 from shipyard.edge import MODEL_FILE, REPORT_FILE, RUNNER_FILE, OnnxModel
 from shipyard.packaging.bundle import replace_directory
+from shipyard.packaging.load import native_files
 from shipyard.packaging.register import COMPILED_FILE, NATIVE_DIR, REFERENCE_FILE
 from shipyard.packaging.requirements import shipyard_version
 from shipyard.registry.models import ModelVersion, VersionStatus
@@ -150,12 +151,7 @@ def torch_onnx(
             f"exporting torch model {version.ref} to ONNX needs rows to trace it and check "
             "the conversion on: pass --sample FILE (or register it with reference data)"
         )
-    prefix = f"{NATIVE_DIR}/"
-    files = {
-        name.removeprefix(prefix): path
-        for name, path in registry.artifact_paths(version).items()
-        if name.startswith(prefix)
-    }
+    files = native_files(registry, version)
     native = get_flavor("torch").load(files, version.flavor_meta.get("native", {}))
     assert isinstance(native, TorchRuntime)
     try:

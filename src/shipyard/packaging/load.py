@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -10,6 +12,7 @@ from shipyard.core.refs import ModelRef
 from shipyard.core.signatures import Prepared, Signature
 from shipyard.packaging.register import COMPILED_FILE, NATIVE_DIR
 from shipyard.registry.models import ModelVersion
+from shipyard.registry.reader import RegistryReader
 from shipyard.registry.service import Registry
 from shipyard.runtimes.base import PRIMARY_OUTPUT, PROBA_OUTPUT, Outputs, Runtime
 from shipyard.runtimes.flavors import get_flavor
@@ -68,6 +71,13 @@ class LoadedModel:
         return pd.DataFrame(values.reshape(len(values), -1), index=data.index)
 
 
+def native_files(registry: RegistryReader, version: ModelVersion) -> dict[str, Path]:
+    """The version's native artifacts under the names its flavor's `load` expects."""
+    prefix = f"{NATIVE_DIR}/"
+    paths = registry.artifact_paths(version)
+    return {k.removeprefix(prefix): p for k, p in paths.items() if k.startswith(prefix)}
+
+
 def load_version(
     registry: Registry, ref: ModelRef | str, *, prefer_compiled: bool = True
 ) -> LoadedModel:
@@ -77,7 +87,6 @@ def load_version(
     if prefer_compiled and COMPILED_FILE in paths and compiled_meta is not None:
         runtime = get_flavor("onnx").load({"model.onnx": paths[COMPILED_FILE]}, compiled_meta)
         return LoadedModel(version, runtime, compiled=True)
-    prefix = f"{NATIVE_DIR}/"
-    native = {k.removeprefix(prefix): p for k, p in paths.items() if k.startswith(prefix)}
+    native = native_files(registry, version)
     runtime = get_flavor(version.flavor).load(native, version.flavor_meta.get("native", {}))
     return LoadedModel(version, runtime, compiled=False)
