@@ -163,7 +163,7 @@ def test_console_script_and_demo(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "breast-cancer@production: 1 → 2" in result.stdout
@@ -187,6 +187,45 @@ def test_console_script_and_demo(tmp_path: Path) -> None:
     assert version["version"] == 2 and version["compiled"]["status"] == "kept"
     assert version["lineage"]["parent_version"] == 1 and version["lineage"]["data"]["rows"] > 300
     assert np.isclose(version["metrics"]["accuracy"], version["metrics"]["accuracy"])
+    _assert_loop_closed(result.stdout, env)
+
+
+def _assert_loop_closed(out: str, env: dict[str, str]) -> None:
+    """The improve step: the scanner's shift fired a drift alert, whose run trained v3 on
+    the labelled traffic, beat v2 on the newest of it, and was promoted through a canary."""
+    assert "alert drift firing: breast-cancer v2 drifted on 569 rows" in out, out[-3000:]
+    assert "run 1 of breast-cancer-retrain: succeeded candidate v3" in out
+    accuracy = re.search(r"accuracy (\d\.\d+) → (\d\.\d+)", out)
+    assert accuracy is not None and float(accuracy[2]) > float(accuracy[1]), out[-3000:]
+    assert re.search(
+        r"rollout promoted; now deployment fraud revision \d+: direct breast-cancer:3 100%", out
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "shipyard", "runs", "show", "1", "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    run = json.loads(shown.stdout)
+    assert (run["status"], run["trigger"], run["candidate_version"]) == (
+        "succeeded",
+        "alert.drift",
+        3,
+    )
+    assert run["result"]["release"] == {
+        "deployment": "fraud", "revision": run["result"]["release"]["revision"],
+        "strategy": "canary", "rollout": True,
+    }  # fmt: skip
+    history = subprocess.run(
+        [sys.executable, "-m", "shipyard", "deployments", "history", "fraud", "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    entries = json.loads(history.stdout)
+    canaries = [e for e in entries if (e.get("reason") or "").startswith("retrained;")]
+    assert [(e["action"], e["details"]["model"]) for e in canaries] == [
+        ("deployment.deployed", "breast-cancer:3")
+    ]
+    last = entries[-1]
+    assert last["action"] == "rollout.promoted", [e["action"] for e in entries[-5:]]
+    assert [(v["version"], v["weight"]) for v in last["details"]["spec"]["variants"]] == [(3, 100)]
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:

@@ -136,13 +136,14 @@ def test_a_healthy_canary_is_promoted_and_a_failing_one_rolled_back(
         _release_cycle(registry, home, tmp_path, database_url)
 
 
-def fast_env(home: Path, database_url: str) -> dict[str, str]:
+def fast_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     """A data plane's environment that flushes statistics and polls revisions every 0.2 s."""
     return server_env(
         home,
         database_url,
         SHIPYARD_SERVE_STATS_INTERVAL_S="0.2",
         SHIPYARD_SERVE_POLL_INTERVAL_S="0.2",
+        **extra,
     )
 
 

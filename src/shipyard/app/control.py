@@ -41,6 +41,8 @@ from shipyard.transports.api.server import make_api_server, run_api
 log = logging.getLogger("shipyard.server")
 
 CONTROLLER_ACTOR = "controller"
+# Who the ledger names for what the retraining loop does (runs, candidates, canaries).
+RETRAIN_ACTOR = "retraining"
 FOREVER = "forever"
 MIN_RETENTION = timedelta(days=1)
 
@@ -156,7 +158,7 @@ def run_control_plane(
         keys = KeyStore.for_registry(registry)
         announce_admin_key(registry, keys)
         sock = bind(control.host, control.port, listen=False)
-        retraining = RetrainLoop(open_runner(registry, settings))
+        retraining = RetrainLoop(open_runner(acting_as(registry, RETRAIN_ACTOR), settings))
         retraining.start(control.retrain_interval_s)
         monitoring = None
         housekeeping = None

@@ -89,6 +89,12 @@ class ServeSettings(BaseSettings):
         default=None, description="Input column naming the subject (for erasure), as a digest."
     )
     log_queue: int = Field(default=10_000, ge=1, description="Events waiting per worker.")
+    log_roll_s: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="Seconds a Parquet log part stays open: the most an event waits to be read.",
+    )
 
     @model_validator(mode="after")
     def _check_bind(self) -> ServeSettings:

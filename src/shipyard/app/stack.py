@@ -176,7 +176,7 @@ def _prediction_logger(
     if not serve.log_predictions:
         return None
     home = spec.events_home
-    sinks = open_sinks(serve.log_sinks, home=home, database=store.database)
+    sinks = open_sinks(serve.log_sinks, home=home, database=store.database, roll_s=serve.log_roll_s)
     return PredictionLogger(
         sinks,
         hash_key=load_or_create_key(home),

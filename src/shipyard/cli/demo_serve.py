@@ -81,9 +81,13 @@ def _call(base: str, name: str, rows: pd.DataFrame) -> None:
     console.print(f"POST /invocations (MLflow dataframe_split) → {mlflow['predictions']}")
 
 
-def request(url: str, body: dict[str, Any] | None = None) -> Any:
+def request(
+    url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310
+        url, data=data, method="POST" if data else "GET", headers=headers or {}
+    )
     if data is not None:
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (our own 127.0.0.1 server)
@@ -140,9 +144,7 @@ def release(
             releases.abort(deployment, reason="demo restarted")  # left by an interrupted demo
         first = releases.deploy(deployment, f"{name}:{v1}", reason="demo: first release")
         console.print(revision_line(first), highlight=False, markup=False)
-        port = free_port()
-        args = ["serve", "--deployment", deployment, "--http-port", str(port), "--workers", "1"]
-        with serving([*args, "--no-grpc"], port) as base:
+        with data_plane(deployment) as base:
             canary = releases.deploy(
                 deployment,
                 f"{name}:{v2}",
@@ -151,27 +153,52 @@ def release(
                 reason="demo: v2 beats v1 offline",
             )
             console.print(revision_line(canary), highlight=False, markup=False)
-            rollout = releases.rollout(deployment)
-            assert rollout is not None  # a canary with a policy starts one
-            console.print(rollout_line(rollout), highlight=False, markup=False)
-            answered = _drive(base, deployment, rows, releases, Controller(releases.rollouts))
-        final = releases.latest_rollout(deployment)
-        shares = ", ".join(f"{v} {n:,}" for v, n in sorted(answered.items()))
-        console.print(f"requests answered per version: {shares}", highlight=False, markup=False)
-        console.print("the rollout's decisions, from the ledger:")
-        for entry in releases.history(deployment):
-            if entry.action.startswith("rollout.") and entry.details.get("rollout") == final.id:
-                why = f" — {entry.reason}" if entry.reason else ""
-                numbers = entry.details.get("numbers")
-                shown = f"\n    {numbers_text(numbers)}" if numbers else ""
-                console.print(
-                    f"  {entry.action}{why}{shown}", highlight=False, markup=False, soft_wrap=True
-                )
-        console.print(
-            f"rollout {final.state.value}; now {revision_line(releases.get(deployment).revision)}",
-            highlight=False,
-        )
-        return final
+            answered = _follow(base, deployment, rows, releases)
+        return _outcome(releases, deployment, answered)
+
+
+def follow_rollout(releases: Deployments, deployment: str, rows: pd.DataFrame) -> Rollout:
+    """Serve DEPLOYMENT, whose rollout has started, and send it `rows` until the controller
+    ends the rollout; print its decisions."""
+    with data_plane(deployment) as base:
+        answered = _follow(base, deployment, rows, releases)
+    return _outcome(releases, deployment, answered)
+
+
+def data_plane(deployment: str) -> contextlib.AbstractContextManager[str]:
+    """`shipyard serve --deployment DEPLOYMENT` on a free port while the block runs."""
+    port = free_port()
+    args = ["serve", "--deployment", deployment, "--http-port", str(port), "--workers", "1"]
+    return serving([*args, "--no-grpc"], port)
+
+
+def _follow(
+    base: str, deployment: str, rows: pd.DataFrame, releases: Deployments
+) -> dict[str, int]:
+    rollout = releases.rollout(deployment)
+    assert rollout is not None  # a canary with a policy starts one
+    console.print(rollout_line(rollout), highlight=False, markup=False)
+    return _drive(base, deployment, rows, releases, Controller(releases.rollouts))
+
+
+def _outcome(releases: Deployments, deployment: str, answered: dict[str, int]) -> Rollout:
+    final = releases.latest_rollout(deployment)
+    shares = ", ".join(f"{v} {n:,}" for v, n in sorted(answered.items()))
+    console.print(f"requests answered per version: {shares}", highlight=False, markup=False)
+    console.print("the rollout's decisions, from the ledger:")
+    for entry in releases.history(deployment):
+        if entry.action.startswith("rollout.") and entry.details.get("rollout") == final.id:
+            why = f" — {entry.reason}" if entry.reason else ""
+            numbers = entry.details.get("numbers")
+            shown = f"\n    {numbers_text(numbers)}" if numbers else ""
+            console.print(
+                f"  {entry.action}{why}{shown}", highlight=False, markup=False, soft_wrap=True
+            )
+    console.print(
+        f"rollout {final.state.value}; now {revision_line(releases.get(deployment).revision)}",
+        highlight=False,
+    )
+    return final
 
 
 def _drive(
@@ -194,12 +221,16 @@ def _drive(
             if releases.rollout(deployment) is None or time.monotonic() > deadline:
                 break
             next_tick = time.monotonic() + 0.5
-        row = records[count % len(records)]
-        inputs = [
-            {"name": c, "datatype": "FP64", "shape": [1], "data": [v]}
-            for c, v in zip(columns, row, strict=True)
-        ]
+        inputs = row_inputs(columns, records[count % len(records)])
         result = request(f"{base}/v2/models/{deployment}/infer", {"inputs": inputs})
         version = str(result["model_version"])  # a deployment answers with `name:version`
         answered[version] = answered.get(version, 0) + 1
     return answered
+
+
+def row_inputs(columns: list[str], row: list[Any]) -> list[dict[str, Any]]:
+    """One row as OIP v2 inputs, a tensor of shape [1] per column."""
+    return [
+        {"name": c, "datatype": "FP64", "shape": [1], "data": [v]}
+        for c, v in zip(columns, row, strict=True)
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -108,7 +108,7 @@ def retrain(
     if json:
         print_json(run)
     else:
-        _print_run(run)
+        print_run(run)
     if run.status is not RunStatus.SUCCEEDED:
         sys.exit(1)
 
@@ -138,7 +138,7 @@ def runs_show(run_id: int, json: JsonOption = False) -> None:
     if json:
         print_json(run)
     else:
-        _print_run(run)
+        print_run(run)
         console.print_json(data=run.result)
 
 
@@ -209,7 +209,7 @@ def _runs_table(runs: list[Run]) -> Table:
     return table
 
 
-def _print_run(run: Run) -> None:
+def print_run(run: Run) -> None:
     colour = {"succeeded": "green", "rejected": "yellow"}.get(run.status.value, "red")
     candidate = f" candidate v{run.candidate_version}" if run.candidate_version else ""
     console.print(f"run {run.id} of {run.pipeline}: [{colour}]{run.status.value}[/]{candidate}")
@@ -220,8 +220,24 @@ def _print_run(run: Run) -> None:
         for check in gate.get("checks", []):
             mark = "✓" if check["passed"] else "✗"
             console.print(f"  {mark} {check['detail']}", highlight=False)
+            compared = _compared(check.get("numbers", {}))
+            if compared:
+                console.print(f"    {compared}", highlight=False)
     if run.result.get("release"):
-        console.print(f"  released: {run.result['release']}", highlight=False)
+        shown = ", ".join(f"{k} {v}" for k, v in run.result["release"].items())
+        console.print(f"  released: {shown}", highlight=False)
+
+
+def _compared(numbers: dict[str, Any]) -> str:
+    """`metric champion → candidate` for a metrics check's numbers, else ""."""
+    champion, candidate = numbers.get("champion"), numbers.get("candidate")
+    if not isinstance(champion, dict) or not isinstance(candidate, dict):
+        return ""
+    return ", ".join(
+        f"{name} {champion[name]:.3f} → {value:.3f}"
+        for name, value in candidate.items()
+        if isinstance(value, int | float) and isinstance(champion.get(name), int | float)
+    )
 
 
 def _print_gate(result: GateResult) -> None:
@@ -230,3 +246,6 @@ def _print_gate(result: GateResult) -> None:
     for check in result.checks:
         mark = "✓" if check.passed else "✗"
         console.print(f"  {mark} {check.detail}", highlight=False)
+        compared = _compared(dict(check.numbers))
+        if compared:
+            console.print(f"    {compared}", highlight=False)

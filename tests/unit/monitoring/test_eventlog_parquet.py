@@ -11,7 +11,9 @@ import pytest
 from eventlog_support import KEY, event
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from shipyard.app.serve_settings import ServeSettings
 from shipyard.core.errors import InvalidArgument
 from shipyard.monitoring.eventlog import (
     ParquetSink,
@@ -24,6 +26,8 @@ from shipyard.monitoring.eventlog import (
     read_events,
 )
 from shipyard.monitoring.eventlog.parquet import parts
+from shipyard.monitoring.eventlog.sinks import open_sinks
+from shipyard.storage.database import Database
 
 NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -105,6 +109,35 @@ def test_parts_roll_by_age(tmp_path: Path) -> None:
     sink.write([event(0, at=NOON)])
     assert len(list(parts(tmp_path))) == 1
     sink.close()
+
+
+def test_the_serve_setting_sets_how_soon_a_part_rolls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPYARD_SERVE_LOG_ROLL_S", "2.5")
+    settings = ServeSettings()
+    database = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        [sink] = open_sinks(
+            ["parquet"], home=tmp_path, database=database, roll_s=settings.log_roll_s
+        )
+    finally:
+        database.close()
+    assert isinstance(sink, ParquetSink) and sink.max_age_s == 2.5
+    sink.write([event(0, at=NOON)])
+    sink.tick()
+    assert not list(parts(tmp_path)), "younger than 2.5 s: still open"
+    sink._open[next(iter(sink._open))].opened -= 3.0  # as if opened 3 s ago
+    sink.tick()
+    assert len(list(parts(tmp_path))) == 1
+    sink.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "100000", "soon"])
+def test_a_bad_roll_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SHIPYARD_SERVE_LOG_ROLL_S", value)
+    with pytest.raises(ValidationError, match="log_roll_s"):
+        ServeSettings()
 
 
 def test_unsafe_model_name_refused_and_nothing_written(tmp_path: Path) -> None:

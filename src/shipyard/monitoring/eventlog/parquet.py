@@ -71,13 +71,18 @@ class _Part:
     opened: float
 
 
+# How long a part stays open at most: readers see only finished parts, so this is how late
+# an event can become visible to the monitoring loop, feedback joins and erasure.
+DEFAULT_ROLL_S = 300.0
+
+
 class ParquetSink:
     def __init__(
         self,
         home: Path,
         *,
         max_bytes: int = 64 * 1024 * 1024,
-        max_age_s: float = 300.0,
+        max_age_s: float = DEFAULT_ROLL_S,
         name: str = "parquet",
     ) -> None:
         self.home = home

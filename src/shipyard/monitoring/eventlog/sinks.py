@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shipyard.core.errors import InvalidArgument
 from shipyard.core.events import Sink
-from shipyard.monitoring.eventlog.parquet import ParquetSink
+from shipyard.monitoring.eventlog.parquet import DEFAULT_ROLL_S, ParquetSink
 from shipyard.monitoring.eventlog.table import TableSink
 from shipyard.storage.database import Database
 
@@ -23,11 +23,15 @@ SINK_HELP = (
 BROKER_SCHEMES = ("redis", "rediss", "nats")
 
 
-def open_sinks(specs: Sequence[str], *, home: Path, database: Database) -> list[Sink]:
+def open_sinks(
+    specs: Sequence[str], *, home: Path, database: Database, roll_s: float = DEFAULT_ROLL_S
+) -> list[Sink]:
+    """The sinks `specs` name; Parquet parts roll (become readable) at the latest after
+    `roll_s` seconds."""
     sinks: list[Sink] = []
     for index, spec in enumerate(specs):
         if spec == "parquet":
-            sinks.append(ParquetSink(home))
+            sinks.append(ParquetSink(home, max_age_s=roll_s))
         elif spec == "table":
             sinks.append(TableSink(database))
         elif urlsplit(spec).scheme in BROKER_SCHEMES:
