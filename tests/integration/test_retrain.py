@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from shipyard.app.retrain import RetrainLoop
 from shipyard.core.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from shipyard.jobs.retrain.config import parse_config
 from shipyard.jobs.retrain.pipelines import Pipelines, RunStatus
-from shipyard.jobs.retrain.runner import Runner, StoreSpec
+from shipyard.jobs.retrain.runner import INTERRUPTED, Runner, StoreSpec
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry.service import Registry
 
@@ -237,3 +239,29 @@ def test_a_run_whose_control_process_died_is_failed_and_can_be_retried(
     assert interrupted.status is RunStatus.FAILED and "interrupted" in (interrupted.error or "")
     assert interrupted.candidate_version is None  # no orphan candidate to deploy
     assert runner.run("p").status is RunStatus.SUCCEEDED  # and a retry runs
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_closing_without_waiting_interrupts_training(setup: Any, registry: Registry) -> None:
+    """A control plane that stops kills the training in progress instead of waiting up to
+    its time limit: the run ends FAILED as interrupted, no candidate, serving untouched, and
+    the loop starts no new training after it."""
+    pipelines, runner, source = setup
+    config = _config(source, timeout_s=600)
+    pipelines.register("p", model="fraud", entry="trainpkg.steps:hangs", config=config)
+    retraining = RetrainLoop(runner)
+    retraining.submit("p")
+    deadline = time.monotonic() + 60
+    while not runner._children:  # the training process is running
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    [child] = runner._children
+    retraining.close(wait=False)
+    [future] = retraining.futures
+    run = future.result(timeout=30)
+    assert child.poll() is not None, "the training process was killed"
+    assert run.status is RunStatus.FAILED and run.error == INTERRUPTED
+    assert run.candidate_version is None and registry.resolve("fraud").version == 1
+    assert pipelines.recover() == []  # ended, not left running
+    again = runner.run("p")  # this runner was interrupted: it starts no training
+    assert again.status is RunStatus.FAILED and again.error == INTERRUPTED

@@ -137,5 +137,10 @@ class RetrainLoop:
         self._ticker.start(interval_s)
 
     def close(self, wait: bool = True) -> None:
+        """Stop triggering runs. `wait`: let runs in progress finish; otherwise interrupt
+        them (their training is killed, each ends FAILED as interrupted) and wait only for
+        their records to be written, so shutting down never waits on training."""
         self._ticker.stop()
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        if not wait:
+            self.runner.interrupt()
+        self._pool.shutdown(wait=True, cancel_futures=not wait)

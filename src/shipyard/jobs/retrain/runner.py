@@ -9,12 +9,14 @@ move). Whatever happens, the run ends with a status and the ledger says why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,9 @@ class RunFailed(Exception):
     """Training did not produce a candidate; the message is the run's error."""
 
 
+INTERRUPTED = "interrupted: the control plane shut down during training; start it again to retry"
+
+
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     try:
         with path.open("rb") as file:
@@ -78,6 +83,21 @@ class Runner:
         self.find_champion = champion or self.default_champion
         self.release = release or self.release_by_alias
         self.cwd = cwd or Path.cwd()
+        # Training processes running now, so `interrupt` can stop them; after it, none starts.
+        self._children: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Kill every training process of this runner (its whole process group) and refuse
+        new ones: each run in progress ends FAILED as interrupted, and can be run again. A
+        control plane calls this when it stops, instead of waiting for up to `timeout_s`."""
+        with self._lock:
+            self._interrupted = True
+            children = list(self._children)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
 
     def run(
         self,
@@ -157,7 +177,9 @@ class Runner:
         log_path = run_dir / "run.log"
         self.pipelines.update_run(run.id, log_path=str(log_path))
         timeout = pipeline.config.timeout_s
-        with log_path.open("wb") as output:
+        with log_path.open("wb") as output, self._lock:
+            if self._interrupted:
+                raise RunFailed(INTERRUPTED)
             child = subprocess.Popen(
                 [sys.executable, "-m", "shipyard.jobs.retrain.child", str(run_dir)],
                 stdout=output,
@@ -166,12 +188,18 @@ class Runner:
                 cwd=self.cwd,
                 start_new_session=True,  # so a timeout kills whatever training started
             )
-            try:
-                code = child.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-                raise RunFailed(f"training timed out after {timeout:g} s and was killed") from None
+            self._children.add(child)
+        try:
+            code = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise RunFailed(f"training timed out after {timeout:g} s and was killed") from None
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        if self._interrupted and code != 0:
+            raise RunFailed(INTERRUPTED)
         result = _read_result(run_dir / "result.json")
         if code != 0:
             error = result.get("error") or f"training exited with code {code}"
