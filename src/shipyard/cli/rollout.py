@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,8 +19,10 @@ from shipyard.cli.errors import exits_by_kind
 from shipyard.cli.output import console, print_json, to_jsonable
 from shipyard.client.deployments import Deployments
 from shipyard.core.errors import InvalidArgument
-from shipyard.rollouts.abreport import AbReport, Comparison, ab_report
 from shipyard.rollouts.progress import Decision, Rollout
+
+if TYPE_CHECKING:  # imported when `ab report` runs: it brings in scipy.stats (~1 s)
+    from shipyard.rollouts.abreport import AbReport, Comparison
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ReasonOption = Annotated[str | None, typer.Option(help="Why; kept in the ledger.")]
@@ -220,6 +222,8 @@ def ab_report_command(
     """Per-variant requests, error rate, latency and feedback accuracy of DEPLOYMENT's current
     revision, with confidence intervals and each variant's difference from the primary."""
     with Deployments() as client:
+        from shipyard.rollouts.abreport import ab_report
+
         report = ab_report(client.store, deployment, since=_since(since))
     if json:
         print_json(report.to_json())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
-from shipyard.app.control import ControlSettings, run_control_plane
 from shipyard.app.settings import Settings
 from shipyard.cli.errors import exits_by_kind
 from shipyard.core.errors import InvalidArgument
+
+if TYPE_CHECKING:  # the control plane's modules (FastAPI, ...) load when a server starts
+    from shipyard.app.control import ControlSettings
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind [127.0.0.1].")]
 PortOption = Annotated[int | None, typer.Option(help="Management API port [8000]; 0 = any free.")]
@@ -45,6 +47,8 @@ def install(app: typer.Typer) -> None:
 
 
 def control_settings(**overrides: Any) -> ControlSettings:
+    from shipyard.app.control import ControlSettings
+
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return ControlSettings(**given)
@@ -80,6 +84,8 @@ def server(
         monitor_interval_s=monitor_interval_s,
         retention=retention,
     )
+    from shipyard.app.control import run_control_plane
+
     raise typer.Exit(run_control_plane(Settings(), control))
 
 
