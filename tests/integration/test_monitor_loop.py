@@ -33,6 +33,7 @@ from shipyard.jobs.retrain.runner import Runner, StoreSpec
 from shipyard.monitoring.alert_history import AlertHistory
 from shipyard.monitoring.alerts import FIRING
 from shipyard.monitoring.eventlog import ParquetSink, TableSink
+from shipyard.monitoring.feedback import Feedback, FeedbackStore
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
 from shipyard.monitoring.serialization import reference_profile
@@ -277,3 +278,79 @@ def test_a_version_registered_with_a_profile_is_judged_from_it(
     judgement = checks["profiled"].judgement
     assert judgement is not None and judgement.observation is not None
     assert [(a.rule, a.state) for a in checks["profiled"].alerts] == [("drift", FIRING)]
+
+
+def log_single_rows(
+    home: Path, rows: int, *, latency_ms: float, seed: int = 3
+) -> tuple[list[str], np.ndarray]:
+    """`rows` one-row requests of fraud v1 (unshifted inputs, predicted `a > 0`), each with
+    `latency_ms`; returns their request ids and predictions."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, 2))
+    predicted = (values[:, 0] > 0).astype(np.int64)
+    ids = [f"one-{seed}-{i}" for i in range(rows)]
+    sink = ParquetSink(home)
+    sink.write(
+        [
+            PredictionEvent(
+                request_id=ids[i],
+                model="fraud",
+                version=1,
+                at=NOW - timedelta(seconds=rows - i),
+                inputs={"a": values[i : i + 1, 0], "b": values[i : i + 1, 1]},
+                outputs={"label": predicted[i : i + 1]},
+                latency_ms=latency_ms,
+            )
+            for i in range(rows)
+        ]
+    )
+    sink.close()
+    return ids, predicted
+
+
+def test_a_latency_slo_is_judged_on_the_logged_requests(world: World) -> None:
+    log_single_rows(world.home, 300, latency_ms=45.0)
+    slo = MonitorConfig(fire_after=1, latency_p95_ms=20.0)
+    [check] = monitor(world, slo).tick(NOW)
+    assert [(a.rule, a.state) for a in check.alerts] == [("latency p95", FIRING)]
+    assert (
+        check.alerts[0].message
+        == "fraud v1: latency p95 45.0 ms is above the SLO of 20 ms (this window)"
+    )
+    assert world.pipelines.runs("p") == []  # the pipeline retrains on drift, not on this
+
+    relaxed = MonitorConfig(fire_after=1, latency_p95_ms=50.0)
+    [quiet] = monitor(world, relaxed).tick(NOW)
+    assert quiet.alerts == ()
+
+
+def test_realised_performance_from_feedback_fires_below_its_floor(world: World) -> None:
+    ids, predicted = log_single_rows(world.home, 300, latency_ms=1.0)
+    feedback = FeedbackStore(world.registry.database)
+    config = MonitorConfig(fire_after=1, performance="accuracy<0.9", min_labelled=100)
+    # 80 labels: fewer than min_labelled, so no judgement either way.
+    wrong = [Feedback(i, int(1 - p)) for i, p in zip(ids, predicted, strict=True)]
+    feedback.add(wrong[:80], actor="labeller")
+    [early] = monitor(world, config).tick(NOW)
+    assert early.alerts == ()
+    feedback.add(wrong[80:150], actor="labeller")
+    [check] = monitor(world, config).tick(NOW)
+    assert [(a.rule, a.state) for a in check.alerts] == [("realised accuracy", FIRING)]
+    assert check.alerts[0].message == (
+        "fraud v1: realised accuracy 0 is below 0.9 (150 labelled rows) (this window)"
+    )
+    assert AlertHistory(world.registry.database).list(subject="fraud")[0].rule == (
+        "realised accuracy"
+    )
+
+
+def test_right_answers_keep_the_performance_rule_quiet(world: World) -> None:
+    ids, predicted = log_single_rows(world.home, 300, latency_ms=1.0)
+    right = [Feedback(i, int(p)) for i, p in zip(ids, predicted, strict=True)]
+    FeedbackStore(world.registry.database).add(right[:200], actor="labeller")
+    config = MonitorConfig(fire_after=1, performance="accuracy<0.9", min_labelled=100)
+    [check] = monitor(world, config).tick(NOW)
+    assert check.alerts == ()
+    # An error-metric floor says nothing about a classifier: not judged, no failure.
+    [other] = monitor(world, MonitorConfig(fire_after=1, performance="rmse>0.5")).tick(NOW)
+    assert other.alerts == () and other.error is None

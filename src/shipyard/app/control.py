@@ -28,6 +28,7 @@ from shipyard.app.settings import Settings
 from shipyard.app.workers import bind
 from shipyard.auth.keys import KeyStore, ensure_admin_key
 from shipyard.core.errors import InvalidArgument
+from shipyard.monitoring.alert_rules import performance_rule
 from shipyard.monitoring.eventlog import parse_age
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.registry.service import Registry
@@ -79,6 +80,16 @@ class ControlSettings(BaseSettings):
         default=4, ge=0, description="Notifications per rule per hour; the rest are suppressed."
     )
     alert_webhook_url: str | None = Field(default=None, description="POST alerts as JSON here.")
+    alert_latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Latency SLO: alert when a window's p95 is above it."
+    )
+    alert_performance: str | None = Field(
+        default=None,
+        description="Realised performance floor from feedback, e.g. accuracy<0.9 or rmse>2.5.",
+    )
+    monitor_min_labelled: int = Field(
+        default=50, ge=1, description="Labelled rows a window needs for its performance."
+    )
     retention: timedelta | None = Field(
         default=timedelta(days=30),
         description="Keep the prediction log and rollout statistics this long (30d, 8w; at "
@@ -104,6 +115,16 @@ class ControlSettings(BaseSettings):
             raise ValueError(f"{shown} is shorter than a day; rollouts are judged on that much")
         return value
 
+    @field_validator("alert_performance")
+    @classmethod
+    def _performance(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            try:
+                performance_rule(spec)
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        return spec
+
     def api_options(self) -> ApiOptions:
         return ApiOptions(
             max_upload_bytes=self.max_upload_mb * MiB, max_body_bytes=self.max_body_kb * 1024
@@ -117,6 +138,9 @@ class ControlSettings(BaseSettings):
             resolve_after=self.alert_resolve_after,
             budget_per_hour=self.alert_budget_per_hour,
             webhook_url=self.alert_webhook_url,
+            latency_p95_ms=self.alert_latency_p95_ms,
+            performance=self.alert_performance,
+            min_labelled=self.monitor_min_labelled,
         )
 
 

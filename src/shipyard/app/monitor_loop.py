@@ -1,5 +1,6 @@
 """The control plane's monitoring: every interval, each model with logged predictions has its
-last window judged for drift against the reference data of the version that served it.
+last window judged for drift against the reference data of the version that served it, and,
+when configured, for a latency SLO (p95) and realised performance from feedback.
 
 Judgements go to the AlertManager (hysteresis, notification budget, history, notifiers); an
 alert that fires is handed to retraining, whose triggers start the pipelines that retrain on
@@ -9,6 +10,7 @@ wires it here; the judging itself is `monitoring.window_check`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +22,27 @@ import pandas as pd
 
 from shipyard.app.ticker import Ticker
 from shipyard.monitoring.alert_history import AlertHistory
-from shipyard.monitoring.alert_rules import DriftRule
+from shipyard.monitoring.alert_rules import (
+    DriftRule,
+    LatencyRule,
+    Observation,
+    PerformanceRule,
+    Rule,
+    performance_rule,
+)
 from shipyard.monitoring.alerts import FIRING, Alert, AlertManager, Notifier
 from shipyard.monitoring.eventlog import read_events
+from shipyard.monitoring.feedback import FeedbackStore
 from shipyard.monitoring.gauges import MonitoringGauges
 from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
-from shipyard.monitoring.window_check import DetectorCache, Judgement, judge, logged_models
+from shipyard.monitoring.window_check import (
+    DetectorCache,
+    Judgement,
+    judge,
+    latency_p95,
+    logged_models,
+    realised_performance,
+)
 from shipyard.packaging.register import PROFILE_FILE, load_reference
 from shipyard.registry.service import Registry
 
@@ -45,6 +62,17 @@ class MonitorConfig:
     resolve_after: int = 3
     budget_per_hour: int = 4
     webhook_url: str | None = None
+    latency_p95_ms: float | None = None  # an SLO: alert "latency p95" when a window is above
+    performance: str | None = None  # e.g. "accuracy<0.9": alert "realised accuracy"
+    min_labelled: int = 50  # labelled rows a window needs for its realised performance
+
+    def rules(self) -> list[Rule]:
+        chosen: list[Rule] = [DriftRule()]
+        if self.latency_p95_ms is not None:
+            chosen.append(LatencyRule(self.latency_p95_ms))
+        if self.performance is not None:
+            chosen.append(performance_rule(self.performance))
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -106,7 +134,7 @@ def alert_manager(
     if notifiers is None and config.webhook_url is not None:
         chosen.append(WebhookNotifier(config.webhook_url))
     manager = AlertManager(
-        [DriftRule()],
+        config.rules(),
         fire_after=config.fire_after,
         resolve_after=config.resolve_after,
         budget_per_hour=config.budget_per_hour,
@@ -174,15 +202,39 @@ class MonitorLoop:
         )
         judgement = judge(model, events, self.cache, at=at, min_rows=self.config.min_rows)
         self._failed.pop(model, None)
-        observation = judgement.observation
-        if observation is None:
+        if judgement.observation is None:
             self._not_judged(model, judgement.reason or "not judged")
+        else:
+            self._skipped.pop(model, None)
+        observation = self._with_service_numbers(judgement, events, at)
+        if observation is None:
             return ModelCheck(model, judgement)
-        self._skipped.pop(model, None)
         if self.gauges is not None and observation.drift is not None:
             assert judgement.version is not None  # a judged window has its version
             self.gauges.observe_drift(model, judgement.version, observation.drift)
         return ModelCheck(model, judgement, tuple(self.manager.evaluate(observation)))
+
+    def _with_service_numbers(
+        self, judgement: Judgement, events: pd.DataFrame, at: datetime
+    ) -> Observation | None:
+        """The drift observation with latency p95 and realised performance added, for the
+        rules configured; a window too small for drift is too small for these too."""
+        config, version = self.config, judgement.version
+        if version is None or judgement.n_rows < config.min_rows:
+            return judgement.observation
+        if config.latency_p95_ms is None and config.performance is None:
+            return judgement.observation
+        rows = events[events["version"] == version]
+        base = judgement.observation or Observation(judgement.model, at, version=version)
+        latency = latency_p95(rows) if config.latency_p95_ms is not None else None
+        realised = None
+        rule = next((r for r in self.manager.rules if isinstance(r, PerformanceRule)), None)
+        if rule is not None:
+            labels = FeedbackStore(self.database).values(rows["request_id"].dropna().tolist())
+            realised = realised_performance(rows, labels, min_labelled=config.min_labelled)
+            if realised is not None and rule.metric not in realised.metrics:
+                realised = None  # an accuracy rule says nothing of a regression model
+        return dataclasses.replace(base, latency_p95_ms=latency, realised=realised)
 
     def _not_judged(self, model: str, reason: str) -> None:
         level = logging.DEBUG if self._skipped.get(model) == reason else logging.INFO

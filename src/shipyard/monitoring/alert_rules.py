@@ -6,12 +6,17 @@ moved and how sure (p-values, row counts), or None when the window lacks the rul
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from shipyard.core.errors import InvalidArgument
-from shipyard.monitoring.performance import Performance
+from shipyard.monitoring.performance import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    Performance,
+)
 from shipyard.monitoring.result import DriftResult
 from shipyard.monitoring.segments import SegmentReport
 
@@ -204,3 +209,32 @@ class SegmentGapRule:
         details = {"column": self.column, "metric": self.metric, "gap": gap.gap,
                    "best": gap.best, "worst": gap.worst, "max_gap": self.max_gap}  # fmt: skip
         return Verdict(bad, message, details)
+
+
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss"})
+_SPEC = re.compile(r"^\s*([a-z0-9_]+)\s*([<>])\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*$")
+
+
+def performance_rule(spec: str) -> PerformanceRule:
+    """`accuracy<0.9` (fire when realised accuracy is below 0.9) or `rmse>2.5` (when RMSE is
+    above 2.5): the operator points the way the metric gets worse."""
+    found = _SPEC.match(spec)
+    if found is None:
+        raise InvalidArgument(
+            f"performance alert {spec!r}: write METRIC<VALUE (accuracy<0.9) or METRIC>VALUE "
+            "(rmse>2.5)"
+        )
+    metric, direction, text = found.groups()
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    if metric not in known:
+        raise InvalidArgument(
+            f"performance alert {spec!r}: unknown metric; known: {', '.join(known)}"
+        )
+    lower_is_better = metric in LOWER_IS_BETTER
+    if (direction == ">") != lower_is_better:
+        worse = ">" if lower_is_better else "<"
+        raise InvalidArgument(
+            f"performance alert {spec!r}: {metric} gets worse as it "
+            f"{'rises' if lower_is_better else 'falls'}; write {metric}{worse}{text}"
+        )
+    return PerformanceRule(metric, below=float(text), higher_is_better=not lower_is_better)

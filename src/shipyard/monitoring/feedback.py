@@ -164,6 +164,15 @@ class FeedbackStore:
             unmatched=[i for i in ids if i not in logged],
         )
 
+    def values(self, ids: Sequence[str]) -> dict[str, Value]:
+        """The feedback given for `ids` (those without any are left out), read in batches."""
+        found: dict[str, Value] = {}
+        unique = list(dict.fromkeys(ids))
+        with self.database.read() as session:
+            for start in range(0, len(unique), MAX_BATCH):
+                found.update(self._given(session, unique[start : start + MAX_BATCH]))
+        return found
+
     @staticmethod
     def _given(session: Session, ids: list[str]) -> dict[str, Any]:
         rows = session.execute(

@@ -1,4 +1,5 @@
-"""Judging one window of a model's prediction log for drift, without I/O of its own.
+"""Judging one window of a model's prediction log, without I/O of its own: drift against
+the reference, and the service numbers (latency p95, realised performance from feedback).
 
     cache = DetectorCache(load_reference, profiles=load_profile)  # (model, version) -> table /
                                                  # the profile stored at registration, or None
@@ -16,19 +17,25 @@ neither fire nor resolve an alert.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from shipyard.core.errors import NotFound
 from shipyard.monitoring.alert_rules import Observation
 from shipyard.monitoring.detector import DEFAULT_ALPHA, DriftDetector
-from shipyard.monitoring.eventlog.columns import INPUT_PREFIX
+from shipyard.monitoring.eventlog.columns import INPUT_PREFIX, OUTPUT_PREFIX
 from shipyard.monitoring.eventlog.parquet import EVENTS_DIR
 from shipyard.monitoring.eventlog.table import TableSink
+from shipyard.monitoring.performance import (
+    Performance,
+    classification_performance,
+    regression_performance,
+)
 from shipyard.storage.database import Database
 
 # (model, version) -> the version's reference table, or None when it was registered without.
@@ -175,3 +182,51 @@ def judge(
     result = detector.check(features[tested].reset_index(drop=True))
     observation = Observation(model, at, version=version, drift=result)
     return Judgement(model, version, len(rows), observation)
+
+
+# Output names that hold the predicted value, tried in this order before "the only scalar one".
+PREDICTION_OUTPUTS = ("predict", "label", "prediction", "predictions", "output_0")
+
+
+def prediction_column(events: pd.DataFrame) -> str | None:
+    """The logged output holding one predicted value per row (`output.predict`, ...), or None
+    when no output, or more than one unnamed one, qualifies."""
+    outputs = [str(c) for c in events.columns if str(c).startswith(OUTPUT_PREFIX)]
+    scalar = [c for c in outputs if not events[c].map(_is_sequence).any()]
+    for name in PREDICTION_OUTPUTS:
+        if OUTPUT_PREFIX + name in scalar:
+            return OUTPUT_PREFIX + name
+    return scalar[0] if len(scalar) == 1 else None
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, list | tuple | np.ndarray)
+
+
+def latency_p95(rows: pd.DataFrame) -> float | None:
+    """The 95th percentile of request latency (one value per logged event, not per row)."""
+    if "latency_ms" not in rows.columns or rows.empty:
+        return None
+    per_event = rows.drop_duplicates("event_id")["latency_ms"].dropna()
+    return float(np.percentile(per_event, 95)) if len(per_event) else None
+
+
+def realised_performance(
+    rows: pd.DataFrame, labels: Mapping[str, object], *, min_labelled: int
+) -> Performance | None:
+    """Realised metrics of one version's rows from their feedback (`labels` by request id),
+    or None with fewer than `min_labelled` labelled rows or no prediction output. Feedback
+    is one value per request, so only single-row requests count. Float predictions make it
+    a regression; integers, booleans and strings a classification."""
+    column = prediction_column(rows)
+    if column is None or "request_id" not in rows.columns:
+        return None
+    sizes = rows.groupby("request_id")["request_id"].transform("size")
+    kept = rows[rows["request_id"].isin(list(labels)) & (sizes == 1)]
+    if len(kept) < min_labelled:
+        return None
+    truth = pd.Series([labels[i] for i in kept["request_id"]], dtype=object).infer_objects()
+    predicted = kept[column].reset_index(drop=True)
+    if pd.api.types.is_float_dtype(predicted):
+        return regression_performance(truth.astype(np.float64), predicted)
+    return classification_performance(truth, predicted)

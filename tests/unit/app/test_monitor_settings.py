@@ -45,3 +45,33 @@ def test_bad_values_are_refused_naming_the_field(field: str, value: float) -> No
     with pytest.raises(ValidationError) as caught:
         ControlSettings.model_validate({field: value})
     assert [error["loc"] for error in caught.value.errors()] == [(field,)]
+
+
+def test_the_environment_adds_latency_and_performance_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHIPYARD_SERVER_ALERT_LATENCY_P95_MS", "25")
+    monkeypatch.setenv("SHIPYARD_SERVER_ALERT_PERFORMANCE", "rmse>2.5")
+    monkeypatch.setenv("SHIPYARD_SERVER_MONITOR_MIN_LABELLED", "30")
+    config = ControlSettings().monitor_config()
+    assert (config.latency_p95_ms, config.performance, config.min_labelled) == (25, "rmse>2.5", 30)
+    assert [rule.name for rule in config.rules()] == ["drift", "latency p95", "realised rmse"]
+    assert [rule.name for rule in MonitorConfig().rules()] == ["drift"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("accuracy>0.9", "accuracy gets worse as it falls; write accuracy<0.9"),
+        ("rmse<2", "rmse gets worse as it rises; write rmse>2"),
+        ("speed<3", "unknown metric; known: accuracy, precision"),
+        ("accuracy below 0.9", "write METRIC<VALUE (accuracy<0.9) or METRIC>VALUE"),
+    ],
+)
+def test_a_bad_performance_rule_is_refused_saying_how_to_write_it(spec: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ControlSettings(alert_performance=spec)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("alert_performance",) and message in error["msg"], error["msg"]
+    with pytest.raises(ValidationError, match="alert_latency_p95_ms"):
+        ControlSettings(alert_latency_p95_ms=0)

@@ -18,7 +18,10 @@ from shipyard.monitoring.window_check import (
     dominant_version,
     feature_frame,
     judge,
+    latency_p95,
     logged_models,
+    prediction_column,
+    realised_performance,
 )
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -185,3 +188,38 @@ def test_a_profile_covering_unlogged_columns_falls_back_to_the_table() -> None:
     assert refits.reads == [("fraud", 1)]
     assert judgement.observation is not None and judgement.observation.drift is not None
     assert set(judgement.observation.drift.features) == {"a"}
+
+
+def _logged(outputs: dict[str, list[object]], ids: list[str] | None = None) -> pd.DataFrame:
+    n = len(next(iter(outputs.values())))
+    frame = pd.DataFrame({f"output.{k}": v for k, v in outputs.items()})
+    frame["request_id"] = ids or [f"r{i}" for i in range(n)]
+    frame["event_id"] = [f"e{i}" for i in range(n)]
+    frame["latency_ms"] = np.arange(1, n + 1, dtype=np.float64)
+    return frame
+
+
+def test_the_prediction_is_the_named_or_the_only_scalar_output() -> None:
+    both = _logged({"predict_proba": [[0.2, 0.8]] * 3, "predict": [1, 0, 1]})
+    assert prediction_column(both) == "output.predict"
+    assert prediction_column(_logged({"score": [0.1, 0.2, 0.3]})) == "output.score"
+    assert prediction_column(_logged({"x": [1, 2], "y": [3, 4]})) is None  # which one?
+
+
+def test_realised_performance_counts_single_row_labelled_requests() -> None:
+    rows = _logged({"predict": [1, 0, 1, 1]}, ids=["a", "b", "c", "c"])  # "c": two rows
+    labels = {"a": 1, "b": 1, "c": 1}
+    realised = realised_performance(rows, labels, min_labelled=2)
+    assert realised is not None and realised.task == "classification"
+    assert realised.n_rows == 2 and realised.metrics["accuracy"] == 0.5
+    assert realised_performance(rows, labels, min_labelled=3) is None
+    regression = _logged({"predict": [1.0, 2.0, 4.0]})
+    found = realised_performance(regression, {"r0": 1.0, "r1": 2.0, "r2": 2.0}, min_labelled=3)
+    assert found is not None and found.task == "regression"
+    assert found.metrics["mae"] == pytest.approx(2 / 3)
+
+
+def test_latency_p95_is_per_request() -> None:
+    rows = _logged({"predict": list(range(100))})
+    assert latency_p95(rows) == pytest.approx(95.05)
+    assert latency_p95(rows.iloc[:0]) is None

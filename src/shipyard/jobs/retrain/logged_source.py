@@ -10,24 +10,19 @@ Rows are returned oldest first, so the holdout (the last rows) is the most recen
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
 from shipyard.core.errors import InvalidArgument
 from shipyard.jobs.retrain.config import LoggedSource
 from shipyard.monitoring.eventlog import parse_age, read_events
 from shipyard.monitoring.eventlog.columns import INPUT_PREFIX
+from shipyard.monitoring.feedback import FeedbackStore
 from shipyard.storage.database import Database
-from shipyard.storage.deployments_table import FeedbackRow
-
-# Bounds the `IN (...)` list of one feedback query on every backend.
-FEEDBACK_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +68,7 @@ def read_logged(
         )
     rows = _newest_event_per_request(events)
     sizes = rows.groupby("request_id")["request_id"].transform("size")
-    labels = _feedback(database, rows["request_id"].dropna().unique().tolist())
+    labels = FeedbackStore(database).values(rows["request_id"].dropna().unique().tolist())
     has_feedback = rows["request_id"].isin(labels.keys())
     multi_row = has_feedback & (sizes > 1)
     kept = rows[has_feedback & ~multi_row]
@@ -103,19 +98,3 @@ def _newest_event_per_request(events: pd.DataFrame) -> pd.DataFrame:
     rows = events[events["request_id"].isna() | (events["event_id"] == newest)]
     keys = [key for key in ("at", "event_id", "row") if key in rows.columns]
     return rows.sort_values(keys).reset_index(drop=True)
-
-
-def _feedback(database: Database, ids: list[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    with database.read() as session:
-        for batch in _batches(ids, FEEDBACK_BATCH):
-            statement = select(FeedbackRow.request_id, FeedbackRow.value).where(
-                FeedbackRow.request_id.in_(batch)
-            )
-            found.update((request_id, value) for request_id, value in session.execute(statement))
-    return found
-
-
-def _batches(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
