@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from backends import SQLITE_ONLY
 from serve_support import open_registry, running, server_env
 from sklearn.linear_model import LogisticRegression
-from test_rollout_e2e import DATA_PLANE, fast_env
+from test_rollout_e2e import DATA_PLANE, Load, fast_env
 from test_server import ControlPlane
 
 from shipyard.jobs.retrain.config import parse_config
@@ -35,7 +34,6 @@ pytestmark = pytest.mark.slow
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"  # monitor_retrain_steps.py
 DEADLINE_S = 180.0
-MAX_REQUESTS = 30_000
 POLICY = {
     "steps": [50, 100],
     "window_s": 1.0,
@@ -45,50 +43,34 @@ POLICY = {
 }
 
 
-class Traffic:
-    """The new world: `a` is centred on 2 and the truth is `a > 2`. One client calls the
-    deployment with its own request ids and posts each answer's truth to the control plane
-    in batches, as a labelling service would."""
+class Traffic(Load):
+    """The new world: `a` is centred on 2 and the truth is `a > 2`. `Load`'s client with its
+    own request ids, posting each answer's truth to the control plane's API in batches of
+    50, as a labelling service would."""
 
     def __init__(self, data_plane: str, control_plane: httpx.Client) -> None:
-        self.http = httpx.Client(base_url=data_plane, timeout=10)
+        super().__init__(data_plane)
         self.labels = control_plane
-        self.answers: Counter[tuple[int, str]] = Counter()
         self.feedback_statuses: Counter[int] = Counter()
-        self._rng = np.random.default_rng(1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._pending: list[dict[str, object]] = []
+        self._sent = 0
 
-    def _run(self) -> None:
-        pending: list[dict[str, object]] = []
-        for number in range(MAX_REQUESTS):
-            if self._stop.wait(0.003):
-                return
-            a, b = self._rng.normal(2.0, 1.0), self._rng.normal()
-            inputs = [
-                {"name": "a", "datatype": "FP64", "shape": [1], "data": [a]},
-                {"name": "b", "datatype": "FP64", "shape": [1], "data": [b]},
-            ]
-            reply = self.http.post(
-                "/v2/models/fraud/infer", json={"id": f"t{number}", "inputs": inputs}
-            )
-            self.answers[
-                (reply.status_code, reply.headers.get("x-shipyard-model-version", ""))
+    def call(self) -> tuple[int, str]:
+        self._sent += 1
+        request_id, a, b = f"t{self._sent}", self._rng.normal(2.0, 1.0), self._rng.normal()
+        inputs = [
+            {"name": "a", "datatype": "FP64", "shape": [1], "data": [a]},
+            {"name": "b", "datatype": "FP64", "shape": [1], "data": [b]},
+        ]
+        reply = self.http.post("/v2/models/api/infer", json={"id": request_id, "inputs": inputs})
+        if reply.status_code == 200:
+            self._pending.append({"request_id": request_id, "value": int(a > 2.0)})
+        if len(self._pending) >= 50:
+            self.feedback_statuses[
+                self.labels.post("/feedback", json=self._pending).status_code
             ] += 1
-            if reply.status_code == 200:
-                pending.append({"request_id": f"t{number}", "value": int(a > 2.0)})
-            if len(pending) >= 50:
-                self.feedback_statuses[self.labels.post("/feedback", json=pending).status_code] += 1
-                pending = []
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-        self.http.close()
+            self._pending = []
+        return reply.status_code, reply.headers.get("x-shipyard-model-version", "")
 
 
 def _prepare(home: Path, database_url: str, tmp_path: Path) -> None:
@@ -102,17 +84,17 @@ def _prepare(home: Path, database_url: str, tmp_path: Path) -> None:
     model = LogisticRegression(max_iter=300).fit(features, data["label"])
     with open_registry(home, database_url) as registry:
         registry.register(model, "fraud", sample_input=features.head(20), reference_data=features)
-        Deployments(registry.store).deploy("fraud", "fraud:1", reason="first release")
+        Deployments(registry.store).deploy("api", "fraud:1", reason="first release")
         config = {
             "label": "label",
             "sources": [
                 {"path": str(tmp_path / "train.parquet")},
-                {"logged": {"since": "1h", "deployment": "fraud"}},
+                {"logged": {"since": "1h", "deployment": "api"}},
             ],
             "holdout": {"fraction": 0.3},  # the last rows: the newest labelled traffic
             "cooldown_s": 0,
             "gate": {"tolerance": 0.02, "max_latency_ratio": 20},
-            "release": {"deployment": "fraud", "policy": POLICY},
+            "release": {"deployment": "api", "policy": POLICY},
             "on_alerts": ["drift"],
         }
         Pipelines(registry.store).register(
@@ -124,7 +106,7 @@ def _prepare(home: Path, database_url: str, tmp_path: Path) -> None:
 
 
 def _primary(control: httpx.Client) -> str:
-    revision = control.get("/deployments/fraud").json()["revision"]
+    revision = control.get("/deployments/api").json()["revision"]
     variants = revision["spec"]["variants"]
     return ",".join(f"{v['model']}:{v['version']}@{v['weight']}" for v in variants)
 
@@ -194,7 +176,7 @@ def test_shifted_traffic_is_retrained_validated_canaried_and_promoted(
     assert metrics["candidate"]["accuracy"] > metrics["champion"]["accuracy"], metrics
     assert shown["result"]["release"]["strategy"] == "canary"
 
-    history = _cli(serve, "deployments", "history", "fraud")
+    history = _cli(serve, "deployments", "history", "api")
     # Two steps: the first window at 50 % ends in the promotion.
     trail = [(e["action"], e["actor"]) for e in history[-3:]]
     assert trail == [

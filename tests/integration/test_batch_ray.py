@@ -136,6 +136,13 @@ def _score(registry: Registry, source: Path, output: Path, **options: object) ->
     )
 
 
+def _on_ray(
+    cluster: str, registry: Registry, source: Path, output: Path, **options: object
+) -> BatchSummary:
+    """`_score` on the test's cluster with its two CPUs."""
+    return _score(registry, source, output, engine="ray", workers=2, ray_address=cluster, **options)
+
+
 def _frame(path: Path, key: str = "id") -> pd.DataFrame:
     return pd.read_parquet(path).sort_values(key).reset_index(drop=True)
 
@@ -161,15 +168,7 @@ def test_ray_writes_the_local_engines_output_and_a_rerun_is_a_no_op(
 ) -> None:
     local = _score(registry, source, tmp_path / "local", max_error_rate=0.05)
 
-    remote = _score(
-        registry,
-        source,
-        tmp_path / "ray",
-        max_error_rate=0.05,
-        engine="ray",
-        workers=2,
-        ray_address=cluster,
-    )
+    remote = _on_ray(cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
 
     assert not ray.is_initialized(), "the job leaves the cluster it joined"
     errors = len(range(500, 1000, BAD_EVERY))
@@ -185,15 +184,7 @@ def test_ray_writes_the_local_engines_output_and_a_rerun_is_a_no_op(
         raise AssertionError("a finished job must not start Ray")
 
     monkeypatch.setattr(batch_ray, "_connected", no_ray)
-    again = _score(
-        registry,
-        source,
-        tmp_path / "ray",
-        max_error_rate=0.05,
-        engine="ray",
-        workers=2,
-        ray_address=cluster,
-    )
+    again = _on_ray(cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
     assert again.resumed_parts == local.parts and again.checksum == local.checksum
 
 
@@ -204,7 +195,7 @@ def test_an_interrupted_ray_job_resumes_to_each_row_exactly_once(
     out = tmp_path / "ray"
     # The first CSV chunk with a bad row stops the job (0% allowed) part-way.
     with pytest.raises(InvalidArgument, match="failed validation"):
-        _score(registry, source, out, engine="ray", workers=2, ray_address=cluster)
+        _on_ray(cluster, registry, source, out)
     assert not ray.is_initialized(), "the job leaves the cluster it joined"
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
     listed = [f"part-{p['seq']:05d}.parquet" for p in manifest["parts"]]
@@ -214,9 +205,7 @@ def test_an_interrupted_ray_job_resumes_to_each_row_exactly_once(
     stray = next(n for n in _parts(tmp_path / "local") if n not in listed)
     (out / stray).write_bytes(b"half-written")
 
-    resumed = _score(
-        registry, source, out, max_error_rate=0.05, engine="ray", workers=2, ray_address=cluster
-    )
+    resumed = _on_ray(cluster, registry, source, out, max_error_rate=0.05)
     assert resumed.resumed_parts == len(listed)
     assert (resumed.parts, resumed.checksum) == (local.parts, local.checksum)
     _assert_same_output(tmp_path / "local", out)
