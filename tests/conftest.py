@@ -113,3 +113,14 @@ def open_registry(
 def registry(open_registry: Callable[..., Registry]) -> Registry:
     """A Registry (actor 'tester') on `database_url` with a LocalBlobStore in tmp_path."""
     return open_registry()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a Ray head node with 2 CPUs, shared by the Ray tests of this process
+    (mark their modules xdist_group("ray") so they share one process)."""
+    pytest.importorskip("ray")  # the `ray` extra; scripts/install installs it
+    from ray_cluster import head_node
+
+    with head_node(tmp_path_factory.mktemp("ray")) as address:
+        yield address

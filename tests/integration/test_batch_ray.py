@@ -7,13 +7,6 @@ re-run, and an interrupted job finished exactly once.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +27,8 @@ from shipyard.jobs.batch import BatchSummary, score
 
 ray = pytest.importorskip("ray")  # the `ray` extra; scripts/install installs it
 
-# One cluster for the module, on one xdist worker: two head nodes on one machine would
-# contend for the agents' fixed default ports.
+# The Ray tests share one cluster (tests/support/ray_cluster.py) on one xdist worker: two head
+# nodes on one machine would contend for the agents' fixed default ports.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 FEATURES = ["f0", "f1", "f2", "f3", "n"]
@@ -52,61 +45,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with Registry(settings=Settings(home=tmp_path_factory.mktemp("ray-home"))) as registry:
         registry.register(model, "rf", sample_input=frame.head(50))
         yield registry
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Ray head node in its own process group, as a user's cluster would be, and its
-    address. Starting Ray inside the test process failed 3 of 5 CI runs on 2026-12-01 (a
-    second start never brought up its GCS; a first one missed Ray's 30 s wait on a busy
-    machine): here the wait is ours, and the whole group is stopped at the end. The engine's
-    own local start and stop are tested with a fake Ray in tests/unit/jobs/test_batch_ray_start.py."""
-    port = _free_port()
-    head = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("ray")),
-            *("start", "--head", "--block", "--num-cpus", "2", "--port", str(port)),
-            *("--node-ip-address", "127.0.0.1", "--include-dashboard", "false"),
-            *("--disable-usage-stats", "--temp-dir", str(tmp_path_factory.mktemp("ray"))),
-        ],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(head, port, HEAD_START_S)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop_group(head)
-
-
-HEAD_START_S = 180.0  # seconds; up in ~4 s on a quiet machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"ray start exited with {process.returncode}"
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"Ray's head node did not listen on {port} in {timeout_s:.0f} s")
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the head's process group (GCS, raylet, monitor; on SIGTERM they take 20 s
-    and more): a test cluster has nothing to save. Its workers leave with their raylet."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +75,12 @@ def _score(registry: Registry, source: Path, output: Path, **options: object) ->
 
 
 def _on_ray(
-    cluster: str, registry: Registry, source: Path, output: Path, **options: object
+    ray_cluster: str, registry: Registry, source: Path, output: Path, **options: object
 ) -> BatchSummary:
     """`_score` on the test's cluster with its two CPUs."""
-    return _score(registry, source, output, engine="ray", workers=2, ray_address=cluster, **options)
+    return _score(
+        registry, source, output, engine="ray", workers=2, ray_address=ray_cluster, **options
+    )
 
 
 def _frame(path: Path, key: str = "id") -> pd.DataFrame:
@@ -164,11 +104,11 @@ def test_ray_writes_the_local_engines_output_and_a_rerun_is_a_no_op(
     source: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    cluster: str,
+    ray_cluster: str,
 ) -> None:
     local = _score(registry, source, tmp_path / "local", max_error_rate=0.05)
 
-    remote = _on_ray(cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
+    remote = _on_ray(ray_cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
 
     assert not ray.is_initialized(), "the job leaves the cluster it joined"
     errors = len(range(500, 1000, BAD_EVERY))
@@ -184,18 +124,18 @@ def test_ray_writes_the_local_engines_output_and_a_rerun_is_a_no_op(
         raise AssertionError("a finished job must not start Ray")
 
     monkeypatch.setattr(batch_ray, "_connected", no_ray)
-    again = _on_ray(cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
+    again = _on_ray(ray_cluster, registry, source, tmp_path / "ray", max_error_rate=0.05)
     assert again.resumed_parts == local.parts and again.checksum == local.checksum
 
 
 def test_an_interrupted_ray_job_resumes_to_each_row_exactly_once(
-    registry: Registry, source: Path, tmp_path: Path, cluster: str
+    registry: Registry, source: Path, tmp_path: Path, ray_cluster: str
 ) -> None:
     local = _score(registry, source, tmp_path / "local", max_error_rate=0.05)
     out = tmp_path / "ray"
     # The first CSV chunk with a bad row stops the job (0% allowed) part-way.
     with pytest.raises(InvalidArgument, match="failed validation"):
-        _on_ray(cluster, registry, source, out)
+        _on_ray(ray_cluster, registry, source, out)
     assert not ray.is_initialized(), "the job leaves the cluster it joined"
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
     listed = [f"part-{p['seq']:05d}.parquet" for p in manifest["parts"]]
@@ -205,7 +145,7 @@ def test_an_interrupted_ray_job_resumes_to_each_row_exactly_once(
     stray = next(n for n in _parts(tmp_path / "local") if n not in listed)
     (out / stray).write_bytes(b"half-written")
 
-    resumed = _on_ray(cluster, registry, source, out, max_error_rate=0.05)
+    resumed = _on_ray(ray_cluster, registry, source, out, max_error_rate=0.05)
     assert resumed.resumed_parts == len(listed)
     assert (resumed.parts, resumed.checksum) == (local.parts, local.checksum)
     _assert_same_output(tmp_path / "local", out)

@@ -90,7 +90,7 @@ def _nothing() -> Generator[list[PartRecord], None, None]:
     yield from ()
 
 
-def _probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     """Refuse an address nothing listens on before ray.init, which retries such an address
     for ever. `auto` and addresses without a port are left to Ray."""
     target = address.removeprefix("ray://")
@@ -142,7 +142,7 @@ def _connected(address: str | None, workers: int) -> Iterator[None]:
     if ray.is_initialized():
         pass  # the caller's Ray (and its cluster): used as it is, left as it is
     elif address:
-        _probe(address)
+        probe_address(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError) as exc:

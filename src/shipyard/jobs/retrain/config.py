@@ -18,6 +18,7 @@ and how it is released. Users write it as YAML; every field is checked and error
     schedule: "0 3 * * *"             # cron, UTC
     on_alerts: [drift, accuracy_drop]  # alert rules on the model that start a run ("*": any)
     new_labels: 5000                   # or once this many new labels arrived
+    ray: {address: "ray-head:6379", num_cpus: 4}   # train as a Ray task instead of a process
 """
 
 from __future__ import annotations
@@ -188,6 +189,16 @@ class Release(_Strict):
         return self
 
 
+class RayExecutor(_Strict):
+    """Train as a task on a Ray cluster instead of a local child process. Every node must
+    have shipyard and the pipeline's package installed, and reach the registry's database,
+    its blob store and the run directory (a shared filesystem) at the same addresses."""
+
+    address: str = Field(default="auto", min_length=1, max_length=500)  # head, or RAY_ADDRESS
+    num_cpus: float = Field(default=1.0, gt=0, le=1024)
+    num_gpus: float = Field(default=0.0, ge=0, le=64)
+
+
 class PipelineConfig(_Strict):
     label: str
     sources: tuple[Source, ...] = Field(min_length=1)
@@ -203,6 +214,7 @@ class PipelineConfig(_Strict):
     on_alerts: tuple[str, ...] = ()
     # Start a run once this many new labelled predictions arrived since the last run.
     new_labels: int | None = Field(default=None, ge=1)
+    ray: RayExecutor | None = None  # train on a Ray cluster (extra shipyard[ray])
 
     @field_validator("schedule")
     @classmethod

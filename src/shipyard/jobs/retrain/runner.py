@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from shipyard.core.errors import ShipyardError
+from shipyard.jobs.retrain.config import RayExecutor
 from shipyard.jobs.retrain.gate import GateResult, GateSettings, validate
 from shipyard.jobs.retrain.pipelines import Pipeline, Pipelines, Run, RunStatus
 from shipyard.packaging.load import load_version
@@ -177,6 +178,22 @@ class Runner:
         log_path = run_dir / "run.log"
         self.pipelines.update_run(run.id, log_path=str(log_path))
         timeout = pipeline.config.timeout_s
+        log_path.write_bytes(b"")
+        if pipeline.config.ray is not None:
+            code = self._on_ray(pipeline.config.ray, run_dir, timeout)
+        else:
+            code = self._in_child(run_dir, log_path, timeout)
+        result = _read_result(run_dir / "result.json")
+        if code != 0:
+            error = result.get("error") or f"training exited with code {code}"
+            raise RunFailed(str(error))
+        if "candidate_version" not in result:
+            raise RunFailed(f"training exited without a result; log: {log_tail(log_path)}")
+        ray = pipeline.config.ray
+        return {**result, "executor": {"ray": ray.address} if ray is not None else "process"}
+
+    def _in_child(self, run_dir: Path, log_path: Path, timeout: float) -> int:
+        """Train in a child process of this one; its exit code."""
         with log_path.open("wb") as output, self._lock:
             if self._interrupted:
                 raise RunFailed(INTERRUPTED)
@@ -200,13 +217,24 @@ class Runner:
                 self._children.discard(child)
         if self._interrupted and code != 0:
             raise RunFailed(INTERRUPTED)
-        result = _read_result(run_dir / "result.json")
-        if code != 0:
-            error = result.get("error") or f"training exited with code {code}"
-            raise RunFailed(str(error))
-        if "candidate_version" not in result:
-            raise RunFailed(f"training exited without a result; log: {log_tail(log_path)}")
-        return result
+        return code
+
+    def _on_ray(self, executor: RayExecutor, run_dir: Path, timeout: float) -> int:
+        """Train as a task on the Ray cluster of the pipeline's config; its exit code."""
+        from shipyard.jobs.retrain.ray_train import TaskFailed, train_on_ray
+
+        if self._interrupted:
+            raise RunFailed(INTERRUPTED)
+        try:
+            return train_on_ray(
+                run_dir, executor, timeout_s=timeout, stopped=lambda: self._interrupted
+            )
+        except TimeoutError:
+            raise RunFailed(
+                f"training timed out after {timeout:g} s and its Ray task was cancelled"
+            ) from None
+        except TaskFailed as exc:
+            raise RunFailed(INTERRUPTED if self._interrupted else str(exc)) from None
 
     def _gate(
         self,
