@@ -5,6 +5,7 @@ cancelling the task, and an unreachable cluster failing the run with one clear l
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from shipyard.app.retrain import RetrainLoop
 from shipyard.core.errors import InvalidArgument
 from shipyard.jobs.retrain.config import parse_config
 from shipyard.jobs.retrain.pipelines import Pipelines, RunStatus
-from shipyard.jobs.retrain.runner import Runner, StoreSpec
+from shipyard.jobs.retrain.runner import INTERRUPTED, Runner, StoreSpec
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry.service import Registry
 
@@ -38,6 +40,7 @@ def good(context):
     return LogisticRegression(max_iter=500).fit(context.features, context.target)
 
 def hangs(context):
+    print("hangs", flush=True)
     time.sleep(600)
 """
 
@@ -123,3 +126,28 @@ def test_bad_ray_settings_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InvalidArgument, match=f"'{field}"):
         parse_config({"label": "y", "sources": [{"path": "a.csv"}], "ray": ray_config})
+
+
+def test_a_stopping_control_plane_cancels_its_ray_task(
+    setup: tuple[Pipelines, Runner, Path], registry: Registry, ray_cluster: str
+) -> None:
+    pipelines, runner, source = setup
+    _register(
+        pipelines, source, "raysteps.steps:hangs", timeout_s=600, ray={"address": ray_cluster}
+    )
+    retraining = RetrainLoop(runner)
+    retraining.submit("p")
+    deadline = time.monotonic() + 60
+    while "hangs" not in _started_log(pipelines):  # the task runs the user's code
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.2)
+    retraining.close(wait=False)
+    [future] = retraining.futures
+    run = future.result(timeout=30)
+    assert run.status is RunStatus.FAILED and run.error == INTERRUPTED
+    assert run.candidate_version is None and registry.resolve("fraud").version == 1
+
+
+def _started_log(pipelines: Pipelines) -> str:
+    [run] = pipelines.runs("p")
+    return Path(run.log_path).read_text() if run.log_path else ""
