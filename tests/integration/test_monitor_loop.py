@@ -327,6 +327,12 @@ def test_a_latency_slo_is_judged_on_the_logged_requests(world: World) -> None:
 def test_realised_performance_from_feedback_fires_below_its_floor(world: World) -> None:
     ids, predicted = log_single_rows(world.home, 300, latency_ms=1.0)
     feedback = FeedbackStore(world.registry.database)
+    on_accuracy = world.pipelines.get("p").config.model_copy(
+        update={"on_alerts": ("realised accuracy",)}
+    )
+    world.pipelines.register(
+        "on-accuracy", model="fraud", entry="monitor_retrain_steps:train", config=on_accuracy
+    )
     config = MonitorConfig(fire_after=1, performance="accuracy<0.9", min_labelled=100)
     # 80 labels: fewer than min_labelled, so no judgement either way.
     wrong = [Feedback(i, int(1 - p)) for i, p in zip(ids, predicted, strict=True)]
@@ -342,6 +348,11 @@ def test_realised_performance_from_feedback_fires_below_its_floor(world: World) 
     assert AlertHistory(world.registry.database).list(subject="fraud")[0].rule == (
         "realised accuracy"
     )
+    # A performance drop starts the pipelines that retrain on it (not the drift one).
+    assert [run.trigger for run in world.pipelines.runs("on-accuracy")] == [
+        "alert.realised_accuracy"
+    ]
+    assert world.pipelines.runs("p") == []
 
 
 def test_right_answers_keep_the_performance_rule_quiet(world: World) -> None:

@@ -108,4 +108,4 @@ def test_an_alert_storm_starts_one_run(
     assert len(results) == 1 and results[0].status is RunStatus.SUCCEEDED, results
     runs = pipelines.runs("p")
     assert len(runs) == 1 and runs[0].trigger == "alert.drift"
-    assert runs[0].trigger_details == {"subject": "fraud", "feature": "a"}
+    assert runs[0].trigger_details == {"subject": "fraud", "rule": "drift", "feature": "a"}

@@ -11,6 +11,7 @@ Kept in memory: a restart of the control plane forgets what was waiting.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,9 +42,16 @@ def schedule_due(pipeline: Pipeline, last_start: datetime | None, now: datetime)
     return following <= now
 
 
+def rule_key(rule: str) -> str:
+    """A rule's name as a trigger word: `realised accuracy` -> `realised_accuracy`."""
+    return re.sub(r"[^a-z0-9_.-]+", "_", rule.strip().lower())
+
+
 def alert_matches(pipeline: Pipeline, subject: str, rule: str) -> bool:
-    wanted = pipeline.config.on_alerts
-    return subject == pipeline.model and ("*" in wanted or rule in wanted)
+    """Whether an alert of `rule` on `subject` starts `pipeline`; its `on_alerts` may name
+    the rule as shown (`realised accuracy`) or as a trigger word (`realised_accuracy`)."""
+    wanted = {rule_key(w) for w in pipeline.config.on_alerts}
+    return subject == pipeline.model and ("*" in wanted or rule_key(rule) in wanted)
 
 
 class Triggers:
@@ -88,7 +96,7 @@ class Triggers:
     def on_alert(self, subject: str, rule: str, details: dict[str, object]) -> list[Due]:
         """The pipelines an alert on `subject` starts (each at most once at a time)."""
         return [
-            Due(p.name, f"alert.{rule}", {"subject": subject, **details})
+            Due(p.name, f"alert.{rule_key(rule)}", {"subject": subject, "rule": rule, **details})
             for p in self.pipelines.list()
             if alert_matches(p, subject, rule)
         ]
