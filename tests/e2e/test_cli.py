@@ -194,6 +194,11 @@ def _assert_loop_closed(out: str, env: dict[str, str]) -> None:
     """The improve step: the scanner's shift fired a drift alert, whose run trained v3 on
     the labelled traffic, beat v2 on the newest of it, and was promoted through a canary."""
     assert "alert drift firing: breast-cancer v2 drifted on 569 rows" in out, out[-3000:]
+    drop = re.search(
+        r"alert realised accuracy firing: breast-cancer v2: realised accuracy (\S+) is below 0.9 \(569 labelled rows\)",
+        out,
+    )
+    assert drop is not None and float(drop[1]) < 0.9, out[-3000:]
     assert "run 1 of breast-cancer-retrain: succeeded candidate v3" in out
     accuracy = re.search(r"accuracy (\d\.\d+) → (\d\.\d+)", out)
     assert accuracy is not None and float(accuracy[2]) > float(accuracy[1]), out[-3000:]
@@ -226,6 +231,8 @@ def _assert_loop_closed(out: str, env: dict[str, str]) -> None:
     last = entries[-1]
     assert last["action"] == "rollout.promoted", [e["action"] for e in entries[-5:]]
     assert [(v["version"], v["weight"]) for v in last["details"]["spec"]["variants"]] == [(3, 100)]
+    report = (Path(env["SHIPYARD_HOME"]) / "demo-report.html").read_text()
+    assert report.count("<svg") >= 3 and "realised accuracy" in report
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:

@@ -26,7 +26,12 @@ from shipyard.client.deployments import Deployments
 from shipyard.jobs.retrain.config import parse_config
 from shipyard.jobs.retrain.context import TrainContext
 from shipyard.jobs.retrain.pipelines import Pipelines, Run
+from shipyard.monitoring import DriftDetector
+from shipyard.monitoring.alert_history import AlertHistory
+from shipyard.monitoring.eventlog import read_events
 from shipyard.monitoring.feedback import Feedback, FeedbackStore
+from shipyard.monitoring.performance import join_feedback
+from shipyard.monitoring.report import MonitorInput, render_report
 from shipyard.registry.models import LedgerEntry
 
 SIZE_MARKERS = ("radius", "perimeter", "area")  # the features a scanner's calibration scales
@@ -34,6 +39,8 @@ SCALE = 1.3
 LABEL = "target"
 RUN_DEADLINE_S = 300.0
 SEED = 7
+ACCURACY_FLOOR = "accuracy<0.9"  # the monitoring rule on the feedback: v2 scored 0.96 offline
+REPORT = "demo-report.html"
 
 
 def train(context: TrainContext) -> RandomForestClassifier:
@@ -64,8 +71,8 @@ def improve(
     started = datetime.now(UTC)
     pipeline = _register_pipeline(registry, deployment, name, train_rows, train_labels)
     console.print(
-        f"pipeline {pipeline}: retrains {name} when drift fires, releases to {deployment} "
-        "as a canary",
+        f"pipeline {pipeline}: retrains {name} when drift or an accuracy drop fires, releases "
+        f"to {deployment} as a canary",
         highlight=False,
     )
     # The scanner sees every patient of the data set, in no particular order.
@@ -83,6 +90,8 @@ def improve(
         window=datetime.now(UTC) - started + timedelta(seconds=1),
         min_rows=min(100, len(ids)),
         fire_after=1,
+        performance=ACCURACY_FLOOR,  # judged on the feedback just given
+        min_labelled=min(100, len(ids)),
     )
     monitor = MonitorLoop(
         store,
@@ -101,6 +110,7 @@ def improve(
         with Deployments(registry) as releases:
             follow_rollout(releases, deployment, shifted)
     _ledger(registry, deployment, name, started)
+    _report(registry, name, started)
 
 
 def _register_pipeline(
@@ -125,7 +135,7 @@ def _register_pipeline(
             "cooldown_s": 0,  # the demo may run again at once
             "gate": {"tolerance": 0.01, "max_latency_ratio": 3.0},
             "release": {"deployment": deployment, "policy": DEMO_POLICY.model_dump(mode="json")},
-            "on_alerts": ["drift"],
+            "on_alerts": ["drift", "realised accuracy"],
         }
     )
     pipeline = f"{name}-retrain"
@@ -195,3 +205,30 @@ def _describe(entry: LedgerEntry) -> str:
     by = f" by {trigger}" if trigger else ""
     why = f" — {entry.reason}" if entry.reason else ""
     return f"{entry.actor}: {entry.action}{version}{by}{why}"
+
+
+def _report(registry: Registry, name: str, since: datetime) -> None:
+    """`shipyard monitor report` of the model's traffic since the demo began: drift per
+    feature over time against v2's reference, accuracy where feedback arrived, the alerts."""
+    store = registry.store
+    home = registry.settings.home
+    reference = registry.reference_data(f"{name}@production")
+    assert reference is not None  # the demo registers v2 with its training data
+    events = read_events(home, model=name, since=since - timedelta(minutes=10))
+    labels = FeedbackStore(store.database).values(events["request_id"].dropna().tolist())
+    feedback = pd.DataFrame({"request_id": list(labels), "value": list(labels.values())})
+    data = MonitorInput(
+        name,
+        DriftDetector.fit(reference),
+        join_feedback(events, feedback),
+        label="label",
+        prediction="output.predict",
+        alerts=AlertHistory(store.database).list(subject=name),
+    )
+    path = home / REPORT
+    path.write_text(render_report(data), encoding="utf-8")
+    console.print(
+        f"report: {path} (drift over time, accuracy where feedback arrived, the alerts; opens "
+        "offline)",
+        highlight=False,
+    )

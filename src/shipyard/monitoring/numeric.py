@@ -112,7 +112,7 @@ def _summary(profile: NumericProfile, window: NumericWindow, ref_n: int, win_n: 
     below, above = int(window.counts[0]), int(window.counts[-1])
     if profile.n_valid and (below or above):
         parts.append(
-            f"{below} below the reference min {_fmt(profile.quantile(0.0))}, "
+            f"{below} below the reference min {_fmt(profile.minimum())}, "
             f"{above} above its max {_fmt(profile.quantile(1.0))}"
         )
     if profile.n_missing or window.n_missing:

@@ -56,6 +56,13 @@ class NumericProfile:
             return np.zeros(1, dtype=np.int64)
         return np.diff(self.cum, prepend=0, append=self.cum[-1]).astype(np.int64)
 
+    def minimum(self) -> float:
+        """The smallest reference value: the first cut some values reach (quantile(0) would
+        interpolate from the cut just below it, e.g. -5e-324 for a column of zeros)."""
+        if self.n_valid == 0:
+            return float("nan")
+        return float(self.cuts[int(np.argmax(self.cum > 0))])
+
     def quantile(self, q: float) -> float:
         """Quantile by linear interpolation inside the cell (nan when there are no values)."""
         if self.n_valid == 0:

@@ -99,3 +99,16 @@ def test_categorical_merge_keeps_top_k_and_pools_the_rest() -> None:
     assert merged.counts["new"] == 1000 and merged.counts["k0"] == 150
     assert merged.n_valid == a.n_valid + b.n_valid and merged.n_missing == 4
     assert len(merged.counts) == len(a.counts)
+
+
+def test_the_reference_min_shown_is_the_smallest_value() -> None:
+    """A column whose smallest value repeats (zeros) showed its min as -4.941e-324, the cut
+    placed just below it."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"x": np.concatenate([np.zeros(200), rng.uniform(0.1, 1.0, 800)])})
+    profile = NumericProfile.fit(reference["x"].to_numpy())
+    assert profile.minimum() == 0.0 and profile.quantile(0.0) < 0.0
+    window = pd.DataFrame({"x": rng.uniform(-1.0, 2.0, 500)})
+    result = DriftDetector.fit(reference).check(window)
+    summary = result.features["x"].summary
+    assert " below the reference min 0, " in summary and "e-324" not in summary, summary
