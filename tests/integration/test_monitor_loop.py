@@ -39,6 +39,7 @@ from shipyard.monitoring.notifiers import LogNotifier, WebhookNotifier
 from shipyard.monitoring.serialization import reference_profile
 from shipyard.packaging.register import PROFILE_FILE, REFERENCE_FILE, Registration, register_model
 from shipyard.registry.service import Registry
+from shipyard.storage.deployments_table import RouteStatsRow
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"  # monitor_retrain_steps.py
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -365,3 +366,30 @@ def test_right_answers_keep_the_performance_rule_quiet(world: World) -> None:
     # An error-metric floor says nothing about a classifier: not judged, no failure.
     [other] = monitor(world, MonitorConfig(fire_after=1, performance="rmse>0.5")).tick(NOW)
     assert other.alerts == () and other.error is None
+
+
+def _route_stats(world: World, role: str, requests: int, errors: int) -> None:
+    """What a data plane serving deployment `api` wrote for fraud v1 in the window."""
+    with world.registry.database.write() as session:
+        session.add(
+            RouteStatsRow(
+                deployment="api", revision=1, model="fraud", version=1, role=role,
+                plane="plane-1", at=NOW - timedelta(seconds=30), requests=requests,
+                errors=errors, latency=[], predictions=[], shadow_total=0, shadow_agree=0,
+            )
+        )  # fmt: skip
+
+
+def test_the_error_rate_the_data_planes_counted_is_judged(world: World) -> None:
+    log_single_rows(world.home, 300, latency_ms=1.0)
+    config = MonitorConfig(fire_after=1, max_error_rate=0.05)
+    _route_stats(world, "shadow", 400, 400)  # a failing shadow: its answers are never returned
+    _route_stats(world, "primary", 400, 4)
+    [quiet] = monitor(world, config).tick(NOW)
+    assert quiet.alerts == ()
+    _route_stats(world, "primary", 400, 76)  # 80 errors in 800 requests
+    [check] = monitor(world, config).tick(NOW)
+    assert [(a.rule, a.state) for a in check.alerts] == [("error rate", FIRING)]
+    assert check.alerts[0].message == (
+        "fraud v1: error rate 10.00% is above the limit of 5.00% (this window)"
+    )

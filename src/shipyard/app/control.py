@@ -83,6 +83,9 @@ class ControlSettings(BaseSettings):
     alert_latency_p95_ms: float | None = Field(
         default=None, gt=0, description="Latency SLO: alert when a window's p95 is above it."
     )
+    alert_max_error_rate: float | None = Field(
+        default=None, gt=0, lt=1, description="Alert when a window's error rate is above it."
+    )
     alert_performance: str | None = Field(
         default=None,
         description="Realised performance floor from feedback, e.g. accuracy<0.9 or rmse>2.5.",
@@ -139,6 +142,7 @@ class ControlSettings(BaseSettings):
             budget_per_hour=self.alert_budget_per_hour,
             webhook_url=self.alert_webhook_url,
             latency_p95_ms=self.alert_latency_p95_ms,
+            max_error_rate=self.alert_max_error_rate,
             performance=self.alert_performance,
             min_labelled=self.monitor_min_labelled,
         )

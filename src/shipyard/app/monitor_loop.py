@@ -1,6 +1,7 @@
 """The control plane's monitoring: every interval, each model with logged predictions has its
 last window judged for drift against the reference data of the version that served it, and,
-when configured, for a latency SLO (p95) and realised performance from feedback.
+when configured, for a latency SLO (p95), realised performance from feedback and the error
+rate the data planes counted.
 
 Judgements go to the AlertManager (hysteresis, notification budget, history, notifiers); an
 alert that fires is handed to retraining, whose triggers start the pipelines that retrain on
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
+from sqlalchemy import func, select
 
 from shipyard.app.ticker import Ticker
 from shipyard.monitoring.alert_history import AlertHistory
 from shipyard.monitoring.alert_rules import (
     DriftRule,
+    ErrorRateRule,
     LatencyRule,
     Observation,
     PerformanceRule,
@@ -45,6 +48,8 @@ from shipyard.monitoring.window_check import (
 )
 from shipyard.packaging.register import PROFILE_FILE, load_reference
 from shipyard.registry.service import Registry
+from shipyard.rollouts.spec import Role
+from shipyard.storage.deployments_table import RouteStatsRow
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ class MonitorConfig:
     budget_per_hour: int = 4
     webhook_url: str | None = None
     latency_p95_ms: float | None = None  # an SLO: alert "latency p95" when a window is above
+    max_error_rate: float | None = None  # alert "error rate" above it (deployments' statistics)
     performance: str | None = None  # e.g. "accuracy<0.9": alert "realised accuracy"
     min_labelled: int = 50  # labelled rows a window needs for its realised performance
 
@@ -70,6 +76,8 @@ class MonitorConfig:
         chosen: list[Rule] = [DriftRule()]
         if self.latency_p95_ms is not None:
             chosen.append(LatencyRule(self.latency_p95_ms))
+        if self.max_error_rate is not None:
+            chosen.append(ErrorRateRule(self.max_error_rate))
         if self.performance is not None:
             chosen.append(performance_rule(self.performance))
         return chosen
@@ -222,11 +230,14 @@ class MonitorLoop:
         config, version = self.config, judgement.version
         if version is None or judgement.n_rows < config.min_rows:
             return judgement.observation
-        if config.latency_p95_ms is None and config.performance is None:
+        if (config.latency_p95_ms, config.performance, config.max_error_rate) == (None,) * 3:
             return judgement.observation
         rows = events[events["version"] == version]
         base = judgement.observation or Observation(judgement.model, at, version=version)
         latency = latency_p95(rows) if config.latency_p95_ms is not None else None
+        errors = None
+        if config.max_error_rate is not None:
+            errors = self._error_rate(judgement.model, version, at - config.window, at)
         realised = None
         rule = next((r for r in self.manager.rules if isinstance(r, PerformanceRule)), None)
         if rule is not None:
@@ -234,7 +245,29 @@ class MonitorLoop:
             realised = realised_performance(rows, labels, min_labelled=config.min_labelled)
             if realised is not None and rule.metric not in realised.metrics:
                 realised = None  # an accuracy rule says nothing of a regression model
-        return dataclasses.replace(base, latency_p95_ms=latency, realised=realised)
+        return dataclasses.replace(
+            base, latency_p95_ms=latency, realised=realised, error_rate=errors
+        )
+
+    def _error_rate(
+        self, model: str, version: int, since: datetime, until: datetime
+    ) -> float | None:
+        """Errors per request of `model` v`version` in the window, from the route statistics
+        every data plane writes for the deployments it serves (shadow copies left out: their
+        answers are never returned); None below min_rows requests."""
+        statement = select(
+            func.coalesce(func.sum(RouteStatsRow.requests), 0),
+            func.coalesce(func.sum(RouteStatsRow.errors), 0),
+        ).where(
+            RouteStatsRow.model == model,
+            RouteStatsRow.version == version,
+            RouteStatsRow.role != Role.SHADOW.value,
+            RouteStatsRow.at > since,
+            RouteStatsRow.at <= until,
+        )
+        with self.database.read() as session:
+            requests, errors = session.execute(statement).one()
+        return int(errors) / int(requests) if int(requests) >= self.config.min_rows else None
 
     def _not_judged(self, model: str, reason: str) -> None:
         level = logging.DEBUG if self._skipped.get(model) == reason else logging.INFO

@@ -53,9 +53,13 @@ def test_the_environment_adds_latency_and_performance_rules(
     monkeypatch.setenv("SHIPYARD_SERVER_ALERT_LATENCY_P95_MS", "25")
     monkeypatch.setenv("SHIPYARD_SERVER_ALERT_PERFORMANCE", "rmse>2.5")
     monkeypatch.setenv("SHIPYARD_SERVER_MONITOR_MIN_LABELLED", "30")
+    monkeypatch.setenv("SHIPYARD_SERVER_ALERT_MAX_ERROR_RATE", "0.02")
     config = ControlSettings().monitor_config()
     assert (config.latency_p95_ms, config.performance, config.min_labelled) == (25, "rmse>2.5", 30)
-    assert [rule.name for rule in config.rules()] == ["drift", "latency p95", "realised rmse"]
+    assert config.max_error_rate == 0.02
+    assert [rule.name for rule in config.rules()] == [
+        "drift", "latency p95", "error rate", "realised rmse",
+    ]  # fmt: skip
     assert [rule.name for rule in MonitorConfig().rules()] == ["drift"]
 
 
@@ -75,3 +79,5 @@ def test_a_bad_performance_rule_is_refused_saying_how_to_write_it(spec: str, mes
     assert error["loc"] == ("alert_performance",) and message in error["msg"], error["msg"]
     with pytest.raises(ValidationError, match="alert_latency_p95_ms"):
         ControlSettings(alert_latency_p95_ms=0)
+    with pytest.raises(ValidationError, match="alert_max_error_rate"):
+        ControlSettings(alert_max_error_rate=1.5)
