@@ -225,8 +225,8 @@ class MonitorLoop:
     def _with_service_numbers(
         self, judgement: Judgement, events: pd.DataFrame, at: datetime
     ) -> Observation | None:
-        """The drift observation with latency p95 and realised performance added, for the
-        rules configured; a window too small for drift is too small for these too."""
+        """The drift observation with latency p95, error rate and realised performance added,
+        for the rules configured; a window too small for drift is too small for these too."""
         config, version = self.config, judgement.version
         if version is None or judgement.n_rows < config.min_rows:
             return judgement.observation
