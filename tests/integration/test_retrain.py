@@ -249,18 +249,21 @@ def test_closing_without_waiting_interrupts_training(setup: Any, registry: Regis
     pipelines, runner, source = setup
     config = _config(source, timeout_s=600)
     pipelines.register("p", model="fraud", entry="trainpkg.steps:hangs", config=config)
-    retraining = RetrainLoop(runner)
+    pipelines.register("q", model="fraud", entry="trainpkg.steps:good", config=config)
+    retraining = RetrainLoop(runner)  # one run at a time: q waits for p
     retraining.submit("p")
+    retraining.submit("q")
     deadline = time.monotonic() + 60
     while not runner._children:  # the training process is running
         assert time.monotonic() < deadline, "training never started"
         time.sleep(0.05)
     [child] = runner._children
     retraining.close(wait=False)
-    [future] = retraining.futures
-    run = future.result(timeout=30)
+    run, queued = (future.result(timeout=30) for future in retraining.futures)
     assert child.poll() is not None, "the training process was killed"
     assert run.status is RunStatus.FAILED and run.error == INTERRUPTED
+    # The queued run is not left `running`: it ends as interrupted, without training.
+    assert (queued.pipeline, queued.status, queued.error) == ("q", RunStatus.FAILED, INTERRUPTED)
     assert run.candidate_version is None and registry.resolve("fraud").version == 1
     assert pipelines.recover() == []  # ended, not left running
     again = runner.run("p")  # this runner was interrupted: it starts no training

@@ -139,8 +139,10 @@ class RetrainLoop:
     def close(self, wait: bool = True) -> None:
         """Stop triggering runs. `wait`: let runs in progress finish; otherwise interrupt
         them (their training is killed, each ends FAILED as interrupted) and wait only for
-        their records to be written, so shutting down never waits on training."""
+        their records to be written, so shutting down never waits on training. Queued runs
+        are not dropped (their records would stay `running`): they end FAILED as
+        interrupted too, without training."""
         self._ticker.stop()
         if not wait:
             self.runner.interrupt()
-        self._pool.shutdown(wait=True, cancel_futures=not wait)
+        self._pool.shutdown(wait=True)
