@@ -134,6 +134,20 @@ def start_local(workers: int) -> None:
         raise Unavailable(f"a local Ray did not start (tried twice): {exc}") from None
 
 
+def join_cluster(address: str) -> None:
+    """Join the Ray cluster at `address` from this process, or Unavailable saying why."""
+    ray = require_ray()
+    probe_address(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, ValueError) as exc:
+        raise Unavailable(
+            f"cannot connect to the Ray cluster at {address}: {exc} (a cluster with token "
+            "authentication also needs RAY_AUTH_MODE=token and its token)",
+            details={"address": address},
+        ) from None
+
+
 @contextlib.contextmanager
 def _connected(address: str | None, workers: int) -> Iterator[None]:
     """Ray at `address`, the Ray this process already joined, or a local one started here."""
@@ -142,15 +156,7 @@ def _connected(address: str | None, workers: int) -> Iterator[None]:
     if ray.is_initialized():
         pass  # the caller's Ray (and its cluster): used as it is, left as it is
     elif address:
-        probe_address(address)
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (ConnectionError, ValueError) as exc:
-            raise Unavailable(
-                f"cannot connect to the Ray cluster at {address}: {exc} (a cluster with token "
-                "authentication also needs RAY_AUTH_MODE=token and its token)",
-                details={"address": address},
-            ) from None
+        join_cluster(address)
         started = True  # this process joined: it leaves (the cluster goes on)
     else:
         start_local(workers)

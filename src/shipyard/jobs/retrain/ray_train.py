@@ -9,7 +9,6 @@ on a timeout or when told to stop. Ray is imported only here, when such a run tr
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -17,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shipyard.core.errors import Unavailable
-from shipyard.jobs.batch_ray import probe_address, require_ray
+from shipyard.jobs.batch_ray import join_cluster, require_ray
 from shipyard.jobs.retrain.config import RayExecutor
 
 POLL_S = 0.5  # how often a waiting run checks whether it was told to stop
@@ -84,15 +82,7 @@ def _connected(address: str) -> Iterator[Any]:
     ray = require_ray()
     with _lock:
         if _users == 0 and not ray.is_initialized():
-            if address != "auto":
-                probe_address(address)
-            try:
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            except (ConnectionError, ValueError) as exc:
-                raise Unavailable(
-                    f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}",
-                    details={"address": address},
-                ) from None
+            join_cluster(address)
             _users = 1
         elif _users:
             _users += 1
