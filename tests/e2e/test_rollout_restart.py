@@ -27,6 +27,9 @@ from shipyard.rollouts.progress import Rollout, Rollouts, RolloutState
 
 pytestmark = pytest.mark.slow
 CONTROLLER = ("--controller-interval-s", "0.2", "--monitor-interval-s", "0")
+# Windows longer than the shared policy's 1 s: the test must see the rollout between its two
+# decisions and kill the server there, and a busy machine's SQLite reads can take a second.
+SLOW_POLICY = POLICY.model_copy(update={"window_s": 2.5})
 
 
 def _wait_for(rollouts: Rollouts, done: object, what: str) -> Rollout:
@@ -50,7 +53,9 @@ def test_a_rollout_survives_its_control_plane_being_killed(
         env = fast_env(home, database_url)
         with running(env, tmp_path / "logs", *DATA_PLANE) as server, Load(server.url) as load:
             _eventually_only(load, (200, "scorer:1"))
-            deployments.deploy("api", "scorer:2", strategy="canary", policy=POLICY, reason="v2")
+            deployments.deploy(
+                "api", "scorer:2", strategy="canary", policy=SLOW_POLICY, reason="v2"
+            )
 
             first = ControlPlane(env, tmp_path / "logs", *CONTROLLER).wait_ready()
             try:
@@ -61,7 +66,7 @@ def test_a_rollout_survives_its_control_plane_being_killed(
             assert halfway.active and [d.weight for d in halfway.decisions] == [20]
 
             # No controller: the rollout stays where it was while traffic goes on.
-            time.sleep(3 * POLICY.window_s)
+            time.sleep(3 * SLOW_POLICY.window_s)
             assert rollouts.latest("api").decisions == halfway.decisions
 
             second = ControlPlane(env, tmp_path / "logs", *CONTROLLER).wait_ready()
