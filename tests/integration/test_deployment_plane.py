@@ -1,6 +1,6 @@
 """The data plane serving deployments, on SQLite and PostgreSQL: the watcher following revisions
 (with a steady load and no failed request), failed loads, retiring versions, and the recorder's
-statistics and prediction log.
+statistics and prediction log, with each prediction's business key for feedback by key.
 
 Timings are never asserted; bounded waits ("within 5 s") are liveness bounds only.
 """
@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn.linear_model import LinearRegression
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
 from sqlalchemy import func, select
 
 from shipyard import Registry
@@ -26,6 +29,7 @@ from shipyard.app.settings import Settings
 from shipyard.core.errors import NotFound, Unavailable
 from shipyard.core.refs import ModelRef
 from shipyard.core.tensors import InferRequest, Tensor
+from shipyard.monitoring.feedback import FeedbackStore, KeyedFeedback, key_digest
 from shipyard.packaging.load import load_version
 from shipyard.registry import service
 from shipyard.rollouts.deployments import Deployments
@@ -38,7 +42,7 @@ from shipyard.serving.host import ModelHost
 from shipyard.serving.routing import Outcome, Route, Target
 from shipyard.serving.served import Loaded, Loader
 from shipyard.serving.types import ModelState
-from shipyard.storage.deployments_table import PredictionRow, RouteStatsRow
+from shipyard.storage.deployments_table import FeedbackRow, PredictionRow, RouteStatsRow
 
 POLL = 0.05
 LIVENESS = 5.0
@@ -67,17 +71,23 @@ class Plane:
 
 @asynccontextmanager
 async def serving(
-    store: service.Registry, loader: Loader = load_version, names: list[str] | None = None
+    store: service.Registry,
+    loader: Loader = load_version,
+    names: list[str] | None = None,
+    *,
+    feedback_key: str | None = None,
+    hash_key: bytes | None = None,
 ) -> AsyncIterator[Plane]:
     host = ModelHost(store, [], loader=loader, poll_interval_s=POLL, require_refs=False)
-    recorder = Recorder(store.database, plane="test:1", flush_interval_s=0.1)
+    recorder = Recorder(store.database, plane="test:1", flush_interval_s=0.1, hash_key=hash_key)
     router = Router(recorder)
     watcher = Watcher(store, host, router, names=names, poll_interval_s=POLL)
     await host.start()
     await watcher.start()
     recorder.start()
     try:
-        yield Plane(DataPlane(host, None, routing=router), host, router, watcher, recorder)
+        data = DataPlane(host, None, routing=router, feedback_key=feedback_key)
+        yield Plane(data, host, router, watcher, recorder)
     finally:
         await watcher.stop()
         await host.drain(LIVENESS)
@@ -368,3 +378,56 @@ def test_only_the_named_deployments_are_served(client: Registry) -> None:
             assert plane.host.pinned("scorer", 3) is None
 
     run(main())
+
+
+# -- feedback by business key ---------------------------------------------------------------
+
+KEY_SECRET = bytes(range(16, 48))
+
+
+def _orders(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "order_id": np.arange(1000, 1000 + n),
+            "amount": rng.normal(size=n),
+            "age": rng.normal(size=n),
+        }
+    )
+
+
+def test_a_deployment_records_keys_that_feedback_finds(client: Registry) -> None:
+    orders = _orders(60)
+    keep = ColumnTransformer([("features", "passthrough", ["amount", "age"])])  # drops order_id
+    model = make_pipeline(keep, LogisticRegression()).fit(orders, orders["amount"] > 0)
+    client.register(model, "orders", sample_input=orders.head(5))
+    Deployments(client.store).deploy("checkout", "orders:1")
+
+    async def main() -> dict[str, str]:
+        ids: dict[str, str] = {}
+        async with serving(client.store, feedback_key="order_id", hash_key=KEY_SECRET) as plane:
+            await eventually(lambda: plane.data.model_ready("checkout"), "deployment loaded")
+            row = orders.iloc[[0]]
+            tensors = tuple(
+                Tensor(c, "INT64" if c == "order_id" else "FP64", (1,), row[c].to_numpy())
+                for c in orders.columns
+            )
+            result = await plane.data.infer(InferRequest("checkout", tensors), None)
+            assert result.id is not None  # the data plane gives each deployment request one
+            ids["1000"] = result.id
+            await plane.data.predict("checkout", None, orders.iloc[[1]], None, "req-1001")
+            ids["1001"] = "req-1001"
+            await eventually(lambda: len(_rows(client.store, PredictionRow)) == 2, "flushed")
+        return ids
+
+    ids = asyncio.run(main())
+    keys = {p.request_id: p.key for p in _rows(client.store, PredictionRow)}
+    assert keys[ids["1000"]] == key_digest(KEY_SECRET, "1000")
+    assert keys[ids["1001"]] == key_digest(KEY_SECRET, "1001")
+    assert "1000" not in str(keys)  # the raw key is never stored
+
+    store = FeedbackStore(client.store.database, KEY_SECRET)
+    outcome = store.add([KeyedFeedback("1000", 1), KeyedFeedback("1001", 0)], "crm")
+    assert (outcome.stored, outcome.unmatched_keys) == (2, [])
+    labels = {r.request_id: r.value for r in _rows(client.store, FeedbackRow)}
+    assert labels == {ids["1000"]: 1, ids["1001"]: 0}

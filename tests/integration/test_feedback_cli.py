@@ -16,7 +16,8 @@ from typer.testing import CliRunner, Result
 
 from shipyard.cli import app
 from shipyard.core.errors import Unavailable
-from shipyard.monitoring.feedback import Feedback, FeedbackOutcome, FeedbackStore
+from shipyard.monitoring.eventlog.privacy import load_or_create_key
+from shipyard.monitoring.feedback import Feedback, FeedbackOutcome, FeedbackStore, key_digest
 from shipyard.storage.database import Database
 from shipyard.storage.deployments_table import FeedbackRow, PredictionRow
 from shipyard.storage.tables import utcnow
@@ -40,9 +41,10 @@ class Env:
             rows = session.execute(select(FeedbackRow.request_id, FeedbackRow.value))
             return {request_id: value for request_id, value in rows}
 
-    def log_prediction(self, request_id: str) -> None:
+    def log_prediction(self, request_id: str, key: str | None = None) -> None:
+        digest = key_digest(load_or_create_key(self.root / "home"), key) if key else None
         row = {"request_id": request_id, "deployment": "d", "revision": 1, "model": "m",
-               "version": 1, "at": utcnow(), "output": 1}  # fmt: skip
+               "version": 1, "at": utcnow(), "output": 1, "key": digest}  # fmt: skip
         with Database(self.database_url) as db, db.write() as session:
             session.execute(insert(PredictionRow), [row])
 
@@ -262,3 +264,34 @@ def test_help_names_the_options() -> None:
     out = ok(result)
     for option in ("--id-column", "--value-column", "--batch", "request_id", "1000"):
         assert option in out
+
+
+def test_rows_by_business_key(env: Env) -> None:
+    env.log_prediction("r-1", "1001")
+    env.log_prediction("r-2", "1002")
+    env.log_prediction("t-1", "7")
+    env.log_prediction("t-2", "7")  # a retried request: two predictions carry order 7
+    # A Parquet key column with a gap reads as floats: 1001.0 is the order 1001.
+    frame = pd.DataFrame({"order": [1001.0, 1002.0, 1003.0], "label": [1, 0, 1]})
+    frame.to_parquet(path := env.root / "orders.parquet")
+    out = ok(env.run(str(path), "--key-column", "order"))
+    assert "3 rows: 2 stored, 0 unchanged" in out, out
+    assert "1 keys no logged prediction carries yet, not stored ('1003')" in out, out
+    assert env.stored() == {"r-1": 1, "r-2": 0}
+
+    env.log_prediction("r-3", "1003")  # its prediction arrives: the same file again
+    out = ok(env.run(str(path), "--key-column", "order"))
+    assert "3 rows: 1 stored, 2 unchanged" in out and "keys no logged" not in out, out
+    assert env.stored() == {"r-1": 1, "r-2": 0, "r-3": 1}
+
+    ambiguous = env.csv("order,label\n1001,1\n7,1\n")
+    out = fails(env.run(str(ambiguous), "--key-column", "order"), 5)
+    assert "key '7' names several logged predictions" in out and "(row 2)" in out, out
+    repeated = env.csv("order,label\n1001,1\n1001,1\n", "again.csv")
+    out = fails(env.run(str(repeated), "--key-column", "order"), 5)
+    assert "keys appear more than once: '1001' in rows 1, 2" in out, out
+    blank = env.csv("order,label\n1001,1\n,1\n", "blank.csv")
+    assert "row 2: empty key; nothing stored" in fails(
+        env.run(str(blank), "--key-column", "order"), 3
+    )
+    assert env.stored() == {"r-1": 1, "r-2": 0, "r-3": 1}

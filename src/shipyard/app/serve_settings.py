@@ -88,6 +88,13 @@ class ServeSettings(BaseSettings):
     log_subject: str | None = Field(
         default=None, description="Input column naming the subject (for erasure), as a digest."
     )
+    feedback_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Input column whose first value identifies a deployment's prediction for "
+        "feedback by key (an order id); stored as a keyed digest.",
+    )
     log_queue: int = Field(default=10_000, ge=1, description="Events waiting per worker.")
     log_roll_s: float = Field(
         default=300.0,

@@ -80,7 +80,11 @@ class Stack:
         self.watcher: Watcher | None = None
         router: Router | None = None
         if routed:
-            self.recorder = Recorder(self.store.database, flush_interval_s=serve.stats_interval_s)
+            self.recorder = Recorder(
+                self.store.database,
+                flush_interval_s=serve.stats_interval_s,
+                hash_key=load_or_create_key(spec.events_home) if serve.feedback_key else None,
+            )
             router = Router(self.recorder, excluded=[ref.name for ref in refs])
             self.watcher = Watcher(
                 self.store,
@@ -97,6 +101,7 @@ class Stack:
             routing=router,
             default_model=spec.default_model or None,
             events=self.events,
+            feedback_key=serve.feedback_key,
         )
         options = RestOptions(
             limits=Limits(max_body_bytes=serve.max_body_bytes),

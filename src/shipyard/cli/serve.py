@@ -129,6 +129,13 @@ def serve(
         str | None,
         typer.Option(help="Input column naming the subject, for `shipyard logs erase --key`."),
     ] = None,
+    feedback_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Input column identifying each deployment prediction (an order id), so "
+            "feedback can name it instead of the request id."
+        ),
+    ] = None,
 ) -> None:
     """Serve models over OIP v2 REST (and gRPC), KServe v1 and MLflow /invocations.
 
@@ -167,6 +174,7 @@ def serve(
         "log_exclude": tuple(log_exclude) if log_exclude else None,
         "log_hash": tuple(log_hash) if log_hash else None,
         "log_subject": log_subject,
+        "feedback_key": feedback_key,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if no_grpc:

@@ -6,6 +6,9 @@ thread swaps them out every `flush_interval_s` and writes one `route_stats` row 
 most `max_predictions_per_flush` `predictions` rows; what does not fit is dropped and counted,
 so a high request rate cannot overload the database. A failing database is logged and counted,
 the statistics are kept for the next flush, and the data plane keeps serving.
+
+A prediction's business key (the deployment's feedback key input) is stored as the keyed
+digest feedback by key looks for, computed on the flush thread, never on the request path.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 
+from shipyard.monitoring.feedback import key_digest
 from shipyard.rollouts.stats import MAX_PREDICTIONS, VariantWindow, bucket_of
 from shipyard.serving.routing import Outcome, Route, Target
 from shipyard.storage.database import Database
@@ -66,6 +70,7 @@ class _Prediction:
     route: Route
     at: datetime
     output: Any
+    key: str | None
 
 
 class Recorder:
@@ -80,8 +85,10 @@ class Recorder:
         max_predictions_per_flush: int = 1000,
         max_pending_predictions: int = 10_000,
         log_predictions: bool = True,
+        hash_key: bytes | None = None,
     ) -> None:
         self._database = database
+        self._hash_key = hash_key  # for business keys; None stores none
         self.plane = (plane or plane_id())[:64]
         self._interval = flush_interval_s
         self._per_flush = max_predictions_per_flush
@@ -120,7 +127,9 @@ class Recorder:
                     self.dropped_predictions += 1
                 else:
                     self._pending.append(
-                        _Prediction(outcome.request_id, route, utcnow(), outcome.output)
+                        _Prediction(
+                            outcome.request_id, route, utcnow(), outcome.output, outcome.key
+                        )
                     )
 
     def record_shadow(self, route: Route, *, ok: bool, agree: bool, seconds: float) -> None:
@@ -224,7 +233,8 @@ class Recorder:
                     )
                 )
             if pending:
-                session.execute(self._insert_ignoring_duplicates(), _prediction_rows(pending))
+                rows = _prediction_rows(pending, self._hash_key)
+                session.execute(self._insert_ignoring_duplicates(), rows)
 
     def _insert_ignoring_duplicates(self) -> Any:
         # A request id given twice by a caller keeps its first prediction.
@@ -232,7 +242,7 @@ class Recorder:
         return dialect.insert(PredictionRow).on_conflict_do_nothing(index_elements=["request_id"])
 
 
-def _prediction_rows(pending: list[_Prediction]) -> list[dict[str, Any]]:
+def _prediction_rows(pending: list[_Prediction], hash_key: bytes | None) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for item in pending:  # one statement cannot hold the same key twice on PostgreSQL
         rows.setdefault(
@@ -245,6 +255,11 @@ def _prediction_rows(pending: list[_Prediction]) -> list[dict[str, Any]]:
                 "version": item.route.target.version,
                 "at": item.at,
                 "output": item.output,
+                "key": (
+                    key_digest(hash_key, item.key)
+                    if item.key is not None and hash_key is not None
+                    else None
+                ),
             },
         )
     return list(rows.values())

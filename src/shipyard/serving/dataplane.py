@@ -70,6 +70,7 @@ class DataPlane:
         routing: Routing | None = None,
         default_model: str | None = None,
         events: EventEmitter | None = None,
+        feedback_key: str | None = None,
     ) -> None:
         self.host = host
         self.metrics = metrics
@@ -80,7 +81,9 @@ class DataPlane:
         # (the caller's, or a new uuid4 returned to it) that feedback can name later.
         self._tap = EventTap(events) if events is not None else None
         self._routed = (
-            RoutedPlane(host, routing, self._answer, tap=self._tap) if routing is not None else None
+            RoutedPlane(host, routing, self._answer, tap=self._tap, feedback_key=feedback_key)
+            if routing is not None
+            else None
         )
         self._warm = False  # set once models (and the first routing table) are in
         version = server_version or _installed_version()

@@ -53,8 +53,10 @@ class RoutedPlane:
         *,
         shadow_queue: int = SHADOW_QUEUE,
         tap: EventTap | None = None,
+        feedback_key: str | None = None,
     ) -> None:
         self._host = host
+        self._feedback_key = feedback_key  # the input recorded as each prediction's key
         self._tap = tap
         self._routing = routing
         self._answer = answer
@@ -82,13 +84,14 @@ class RoutedPlane:
     async def infer(
         self, request: InferRequest, header: Lookup | None, request_id: str | None = None
     ) -> InferResult:
-        route = self._choose(request.model, header, _tensor_field(request.inputs))
+        field = _tensor_field(request.inputs)
+        route = self._choose(request.model, header, field)
         served = self._served(route)
         plan = served.plan
         plan.check_outputs(request.outputs)
         prepared, rows = plan.inputs(request.inputs)
         request_id = request.id or request_id or str(uuid.uuid4())
-        outputs = await self._run(route, served, prepared, rows, request_id)
+        outputs = await self._run(route, served, prepared, rows, request_id, self._key(field))
         encoded = plan.encode(outputs, request.outputs)
         if route.shadow is not None:
             self._copy(route, lambda shadow: shadow.plan.inputs(request.inputs), outputs)
@@ -102,13 +105,18 @@ class RoutedPlane:
     async def predict(
         self, name: str, data: Any, header: Lookup | None, request_id: str | None
     ) -> tuple[Served, Outputs]:
-        route = self._choose(name, header, _table_field(data))
+        field = _table_field(data)
+        route = self._choose(name, header, field)
         served = self._served(route)
         prepared, rows = served.plan.prepare(data)
-        outputs = await self._run(route, served, prepared, rows, request_id or str(uuid.uuid4()))
+        request_id = request_id or str(uuid.uuid4())
+        outputs = await self._run(route, served, prepared, rows, request_id, self._key(field))
         if route.shadow is not None:
             self._copy(route, lambda shadow: shadow.plan.prepare(data), outputs)
         return served.served, outputs
+
+    def _key(self, field: Lookup) -> str | None:
+        return field(self._feedback_key) if self._feedback_key is not None else None
 
     def _choose(self, name: str, header: Lookup | None, field: Lookup) -> Route:
         route = self._routing.choose(name, header or no_lookup, field)
@@ -126,7 +134,13 @@ class RoutedPlane:
         return served
 
     async def _run(
-        self, route: Route, served: ServedModel, prepared: Prepared, rows: int, request_id: str
+        self,
+        route: Route,
+        served: ServedModel,
+        prepared: Prepared,
+        rows: int,
+        request_id: str,
+        key: str | None,
     ) -> Outputs:
         started = time.perf_counter()
         try:
@@ -137,7 +151,7 @@ class RoutedPlane:
             raise
         seconds = time.perf_counter() - started
         output, prediction = first_row(outputs)
-        self._routing.record(Outcome(route, request_id, seconds, True, output, prediction))
+        self._routing.record(Outcome(route, request_id, seconds, True, output, prediction, key))
         if self._tap is not None:
             self._tap.record(served, prepared, outputs, started, request_id, route.deployment)
         return outputs

@@ -57,6 +57,7 @@ class Outcome:
     ok: bool
     output: Any = None
     prediction: float | None = None
+    key: str | None = None  # the request's business key (first row), for feedback by key
 
 
 class Routing(Protocol):

@@ -110,6 +110,7 @@ class PredictionRow(Base):
     __table_args__ = (
         Index("ix_predictions_window", "deployment", "at"),
         Index("ix_predictions_at", "at"),  # retention prunes by age
+        Index("ix_predictions_key", "key"),  # feedback by business key (v0008)
     )
 
     request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -119,6 +120,8 @@ class PredictionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     output: Mapped[Any] = mapped_column(Json)
+    # The keyed digest of the request's business key (SHIPYARD_SERVE_FEEDBACK_KEY), if any.
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class FeedbackRow(Base):

@@ -201,6 +201,7 @@ class FeedbackResult(BaseModel):
     accepted: int  # newly stored
     unmatched: list[str]  # request ids with no logged prediction (yet)
     unchanged: int = 0  # given before with the same value: a safe retry, nothing stored
+    unmatched_keys: list[str] = []  # business keys no logged prediction carries yet: not stored
 
 
 class AuditOut(BaseModel):
