@@ -4,6 +4,7 @@ computed afresh, and with 0 every call reads the log again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,22 +13,24 @@ import anyio
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 from fastapi import FastAPI
 from sklearn.linear_model import LogisticRegression
 
 from shipyard.auth.keys import KeyStore
 from shipyard.core.events import PredictionEvent
-from shipyard.monitoring.eventlog import ParquetSink
+from shipyard.monitoring.eventlog import ParquetSink, iter_events
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry.service import Registry
+from shipyard.transports.api import monitoring
 from shipyard.transports.api.app import create_app
 from shipyard.transports.api.context import ApiOptions
 
 
-def _log(home: Path, count: int, start: int, shift: float) -> None:
+def _log(home: Path, count: int, start: int, shift: float, now: datetime | None = None) -> None:
     rng = np.random.default_rng(start)
     sink = ParquetSink(home)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     sink.write(
         [
             PredictionEvent(
@@ -90,3 +93,28 @@ def test_without_a_ttl_every_call_reads_the_log(registry: Registry, tmp_path: Pa
     assert _drift(app, token, since="1h")["n_live"] == 300
     _log(home, 200, start=1000, shift=0.0)
     assert _drift(app, token, since="1h")["n_live"] == 500
+
+
+def test_a_window_larger_than_a_page_is_read_whole(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every logged request of the window counts, read in pages (here of 100 events), not
+    only the newest ones: the older half, shifted, is what drifted."""
+    home = tmp_path / "home"
+    app, token = _app(registry, home, cache_s=0)
+    _log(home, 250, start=0, shift=0.0)
+    older = datetime.now(UTC) - timedelta(minutes=10)
+    _log(home, 250, start=1000, shift=3.0, now=older)
+    pages: list[int] = []
+
+    def small_pages(home: Path, **filters: Any) -> Iterator[pd.DataFrame]:
+        for page in iter_events(home, **filters, chunk=100):
+            pages.append(len(page))
+            yield page
+
+    monkeypatch.setattr(monitoring, "iter_events", small_pages)
+    view = _drift(app, token, since="1h")
+    assert view["n_live"] == 500 and sum(pages) == 2 * 500  # two passes of 5 pages
+    assert len(pages) == 10 and view["drift"], view
+    live = next(f for f in view["features"] if f["name"] == "a")["histogram"]["live"]
+    assert sum(live) == 500

@@ -51,7 +51,8 @@ class CategoricalWindow:
             # categories every miss is unseen, otherwise we cannot tell them apart (bounded memory).
             if self.profile.other_distinct == 0:
                 self.unseen += count
-                if len(self.unseen_examples) < UNSEEN_EXAMPLES:
+                # Once each: a window fed in chunks meets the same new key in every chunk.
+                if len(self.unseen_examples) < UNSEEN_EXAMPLES and key not in self.unseen_examples:
                     self.unseen_examples.append(key)
 
     @property

@@ -200,6 +200,10 @@ class Window:
             self._joint.update(np.column_stack([values[c] for c in self._joint.profile.columns]))
         self.n_rows += len(chunk)
 
+    def quantile(self, name: str, q: float) -> float:
+        """The window's `q` quantile of numeric feature `name`, from its sketch."""
+        return self._numeric[name].quantile(q)
+
     def result(self) -> DriftResult:
         if self.n_rows == 0:
             raise InvalidArgument("window has no rows")

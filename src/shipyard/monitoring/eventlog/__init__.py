@@ -9,7 +9,7 @@ from shipyard.monitoring.eventlog.logger import PredictionLogger
 from shipyard.monitoring.eventlog.parquet import ParquetSink
 from shipyard.monitoring.eventlog.parquet_store import ParquetStore
 from shipyard.monitoring.eventlog.privacy import Privacy, digest, load_or_create_key
-from shipyard.monitoring.eventlog.reader import read_events
+from shipyard.monitoring.eventlog.reader import iter_events, read_events
 from shipyard.monitoring.eventlog.retention import Removal, erase, parse_age, prune
 from shipyard.monitoring.eventlog.table import TableSink
 
@@ -22,6 +22,7 @@ __all__ = [
     "TableSink",
     "digest",
     "erase",
+    "iter_events",
     "load_or_create_key",
     "parse_age",
     "prune",

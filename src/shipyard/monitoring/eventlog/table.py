@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Insert, delete, select
+from sqlalchemy import Insert, and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -87,12 +88,16 @@ class TableSink:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = None,
+        version: int | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[PredictionEvent]:
-        """Stored events with since <= at < until, newest first, at most `limit`."""
+        """Stored events with since <= at < until, newest first, at most `limit`; `after`
+        starts past the (at, event_id) a previous page ended with."""
         query = select(PredictionEventRow)
         for column, value in (
             (PredictionEventRow.model, model),
             (PredictionEventRow.deployment, deployment),
+            (PredictionEventRow.version, version),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -100,7 +105,20 @@ class TableSink:
             query = query.where(PredictionEventRow.at >= since)
         if until is not None:
             query = query.where(PredictionEventRow.at < until)
-        query = query.order_by(PredictionEventRow.at.desc(), PredictionEventRow.event_id)
+        # Ids in byte order, as DuckDB orders the merged page (PostgreSQL's default collation
+        # may not be): pages of both sources must end at the same event.
+        event_id: Any = PredictionEventRow.event_id
+        if self.database.is_postgres:
+            event_id = event_id.collate("C")
+        if after is not None:
+            at, last_id = after
+            query = query.where(
+                or_(
+                    PredictionEventRow.at < at,
+                    and_(PredictionEventRow.at == at, event_id > last_id),
+                )
+            )
+        query = query.order_by(PredictionEventRow.at.desc(), event_id)
         if limit is not None:
             query = query.limit(limit)
         with self.database.read() as session:

@@ -2,8 +2,9 @@
 a model version's logged predictions against its reference data. All need the read scope.
 
 The computing lives below (rollouts.traffic, monitoring.drift_view); these only parse the
-query, fetch the inputs and shape the answer. A drift view reads up to 100 000 logged requests
-and tests every feature, and the web UI polls it: an answer is kept for
+query, fetch the inputs and shape the answer. A drift view reads every logged request of the
+window (twice, in pages of bounded size) and tests every feature, and the web UI polls it: an
+answer is kept for
 `ApiOptions.drift_cache_s` (its `until` says when it was computed).
 """
 
@@ -23,8 +24,8 @@ from shipyard.core.errors import FailedPrecondition, InvalidArgument, Unavailabl
 from shipyard.core.refs import ModelRef, check_name
 from shipyard.monitoring.alert_history import MAX_LIST, AlertHistory
 from shipyard.monitoring.alerts import FIRING, Alert
-from shipyard.monitoring.drift_view import drift_view
-from shipyard.monitoring.eventlog import parse_age, read_events
+from shipyard.monitoring.drift_view import DriftView, NoLiveRows, drift_view_of
+from shipyard.monitoring.eventlog import iter_events, parse_age
 from shipyard.packaging.register import load_reference
 from shipyard.registry.models import ModelVersion
 from shipyard.registry.service import Registry
@@ -39,7 +40,6 @@ router = APIRouter(responses=ERROR_RESPONSES, tags=["monitoring"])
 
 MAX_TRAFFIC_AGE = timedelta(days=31)
 MAX_DRIFT_AGE = timedelta(days=366)
-MAX_EVENTS = 100_000  # newest logged requests a drift check reads
 MAX_SUBJECTS = 20
 MAX_CACHED_VIEWS = 256
 DRIFT_CACHE_STATE = "shipyard_drift_cache"  # app.state attribute holding a DriftCache
@@ -149,9 +149,9 @@ def model_drift(
 ) -> DriftOut:
     """Drift of the predictions `version` served over the last `since` (from the prediction log
     under SHIPYARD_HOME) against the reference data registered with it: per feature the test,
-    its p-values and both histograms on the same bins. Reads the newest 100 000 logged requests
-    of the model in the window. 412 when the version has no reference data or served no logged
-    prediction in the window."""
+    its p-values and both histograms on the same bins, over every logged request of the version
+    in the window. 412 when the version has no reference data or served no logged prediction in
+    the window."""
     age = _age(since, MAX_DRIFT_AGE)
     if deployment is not None:
         check_name(deployment, "deployment name")
@@ -164,17 +164,19 @@ def model_drift(
         return cached
     reference = _reference(caller.registry, chosen)
     until = datetime.now(UTC)
-    events = _events(
-        home, chosen, since=until - age, deployment=deployment, database=caller.registry.database
-    )
-    if len(events) == 0:
+    try:
+        computed = _drift(
+            home, reference, chosen, since=until - age, until=until, deployment=deployment,
+            database=caller.registry.database,
+        )  # fmt: skip
+    except NoLiveRows:
         through = f" through {deployment}" if deployment else ""
         raise FailedPrecondition(
             f"no logged predictions of {chosen.ref}{through} in the last {since}"
-        )
+        ) from None
     view = DriftOut.of(
-        drift_view(reference, events), model=name, version=chosen.version, since=until - age,
-        until=until, deployment=deployment,
+        computed, model=name, version=chosen.version, since=until - age, until=until,
+        deployment=deployment,
     )  # fmt: skip
     cache.put(key, view)
     return view
@@ -196,22 +198,20 @@ def _reference(registry: Registry, version: ModelVersion) -> pd.DataFrame:
     return frame
 
 
-def _events(
+def _drift(
     home: Path,
+    reference: pd.DataFrame,
     version: ModelVersion,
     *,
     since: datetime,
+    until: datetime,
     deployment: str | None,
     database: Database,
-) -> pd.DataFrame:
-    events = read_events(
-        home,
-        model=version.name,
-        deployment=deployment,
-        since=since,
-        limit=MAX_EVENTS,
-        database=database,
-    )
-    if len(events) == 0:
-        return events
-    return events[events["version"] == version.version]
+) -> DriftView:
+    def pages() -> Iterable[pd.DataFrame]:
+        return iter_events(
+            home, model=version.name, version=version.version, deployment=deployment,
+            since=since, until=until, database=database,
+        )  # fmt: skip
+
+    return drift_view_of(reference, pages)
