@@ -329,6 +329,27 @@ def test_a_window_is_not_judged_before_its_time(
     assert rollout.state is RolloutState.RUNNING and rollout.decisions == ()
 
 
+def test_the_first_window_leaves_the_warm_up_out(
+    rollouts: Rollouts, deployments: Deployments, registry: Registry
+) -> None:
+    """What a candidate served in the rollout's first `warmup_s` is not analysed: a burst of
+    errors there decides nothing, where without the warm-up the same rows roll it back."""
+    for name, warmup in (("warm", 30.0), ("cold", 0.0)):
+        start(deployments, name, POLICY.model_copy(update={"warmup_s": warmup}))
+        Traffic(registry.database, deployments, seed=6).window(name, Behaviour(error_rate=0.5))
+    clock = Clock()
+    controller = Controller(rollouts, clock=clock)
+    clock.end_window(rollouts.latest("cold"))  # 61 s in: past the cold window, not the warm one
+    (decision,) = controller.tick_now()
+    assert decision.outcome == "rollback" and decision.reason.startswith("error_rate: ")
+    assert rollouts.latest("warm").decisions == ()
+    warm = rollouts.latest("warm")
+    clock.end_window(warm, (30 + 60 * WAIT_FACTOR + 1) / 60)  # its window started 30 s late
+    (held,) = controller.tick_now()
+    assert held.outcome == "hold" and "too few requests" in held.reason, held.reason
+    assert held.numbers["requests"] == {"baseline": 0, "candidate": 0}
+
+
 def test_a_manual_pause_racing_the_controller_wins(
     rollouts: Rollouts, deployments: Deployments, registry: Registry
 ) -> None:

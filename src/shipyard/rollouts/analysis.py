@@ -135,13 +135,16 @@ def latency(
     # compared by a two-proportion test. In a short window that quantile is noisy (the p90 of
     # 40 requests is their 4th slowest); the test's baseline term carries that noise, where a
     # binomial test of the candidate against a fixed 1 - q took the estimate as exact.
-    threshold = baseline.latency_quantile(gate.quantile)
+    # Slower by less than the tolerance is not slower (both variants judged by one threshold).
+    threshold = baseline.latency_quantile(gate.quantile) + gate.tolerance_ms / 1000
     base_slower, cand_slower = baseline.slower_than(threshold), candidate.slower_than(threshold)
     margin = (gate.max_ratio - 1) * (1 - gate.quantile)
     test = excess(cand_slower, cand_n, base_slower, base_n, margin)
     numbers = {
         "quantile": gate.quantile,
-        "baseline_quantile_s": threshold,
+        "baseline_quantile_s": baseline.latency_quantile(gate.quantile),
+        "tolerance_s": gate.tolerance_ms / 1000,
+        "threshold_s": threshold,
         "candidate_quantile_s": candidate.latency_quantile(gate.quantile),
         "baseline_slower": base_slower / base_n,
         "candidate_slower": cand_slower / cand_n,
@@ -151,8 +154,8 @@ def latency(
     }
     text = (
         f"{_pct(cand_slower / cand_n)} of candidate vs {_pct(base_slower / base_n)} of baseline "
-        f"requests slower than the baseline's p{gate.quantile * 100:g} ({_ms(threshold)}), allowed "
-        f"+{_pp(margin)} (p={_p(test['p_value'])})"
+        f"requests slower than the baseline's p{gate.quantile * 100:g} + {gate.tolerance_ms:g} ms "
+        f"({_ms(threshold)}), allowed +{_pp(margin)} (p={_p(test['p_value'])})"
     )
     return _judge("latency", test["p_value"], gate.alpha, text, numbers)
 

@@ -2,7 +2,8 @@
 rollback, by the statistics the data planes recorded.
 
 A window closes when it has lasted `policy.window_s` and both variants have served
-`policy.min_requests`. A window over time but short of requests keeps collecting: waiting is
+`policy.min_requests`. The rollout's first window starts `policy.warmup_s` late: what the
+candidate served before that is not analysed. A window over time but short of requests keeps collecting: waiting is
 free, while deciding on a handful of requests is what the analysis exists to avoid. Only
 when a window reaches WAIT_FACTOR times `window_s` without the requests is it recorded as a
 hold (too little traffic is then a fact worth the ledger), and like an inconclusive analysis it
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shipyard.core.errors import Conflict, InvalidArgument, NotFound
@@ -90,7 +91,10 @@ class Controller:
         unloadable = self._unloadable(rollout, now)
         if unloadable is not None:
             return unloadable
-        elapsed = (now - rollout.window_started_at).total_seconds()
+        since = rollout.window_started_at
+        if not rollout.decisions:  # the first window: the candidate's first requests ever
+            since += timedelta(seconds=policy.warmup_s)
+        elapsed = (now - since).total_seconds()
         if elapsed < policy.window_s:
             return None
         revision = self.rollouts.deployments.get(rollout.deployment).revision
@@ -98,7 +102,7 @@ class Controller:
             self.rollouts.database,
             rollout.deployment,
             revision.number,
-            since=rollout.window_started_at,
+            since=since,
             labels="revision",  # late ground truth still counts
         )
         baseline, candidate = observed.of(rollout.baseline), observed.of(rollout.candidate)

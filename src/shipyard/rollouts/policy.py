@@ -6,10 +6,11 @@ and a mistake names the field. Example:
     steps: [10, 25, 50, 100]      # candidate share in percent; the last step must be 100
     window_s: 60                  # an analysis window lasts at least this long...
     min_requests: 200             # ...and until each variant has served this many requests
+    warmup_s: 0                   # the rollout's first seconds, left out of its first window
     max_windows: 3                # inconclusive windows a step may hold before rolling back
     gates:
       error_rate: {max_increase: 0.01, alpha: 0.05}
-      latency: {quantile: 0.95, max_ratio: 1.25, alpha: 0.05}
+      latency: {quantile: 0.95, max_ratio: 1.25, alpha: 0.05, tolerance_ms: 1}
       predictions: {alpha: 0.001}
       shadow_agreement: {min_rate: 0.95}
       feedback: {max_drop: 0.05, alpha: 0.05, min_samples: 50}
@@ -41,12 +42,16 @@ class ErrorRateGate(_Strict):
 
 class LatencyGate(_Strict):
     """Fail when the candidate's share of requests slower than the baseline's `quantile`
-    latency exceeds the baseline's own share by more than (max_ratio - 1) x (1 - quantile)
-    (with the defaults: 6.25 % against 5 %), by a one-sided two-proportion test at `alpha`."""
+    latency (plus `tolerance_ms`) exceeds the baseline's own share by more than
+    (max_ratio - 1) x (1 - quantile) (with the defaults: 6.25 % against 5 %), by a one-sided
+    two-proportion test at `alpha`. The tolerance is the smallest slowdown that matters: a
+    sub-millisecond model's tail moves by fractions of a millisecond with the scheduling of a
+    busy machine, which a test on thousands of requests would call significant."""
 
     quantile: float = Field(default=0.95, gt=0.5, lt=1)
     max_ratio: float = Field(default=1.25, ge=1)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    tolerance_ms: float = Field(default=1.0, ge=0, le=60_000)
 
 
 class PredictionGate(_Strict):
@@ -83,6 +88,9 @@ class Gates(_Strict):
 class Policy(_Strict):
     steps: tuple[int, ...] = (10, 25, 50, 100)
     window_s: float = Field(default=60.0, gt=0, le=86_400)
+    # A new version's first requests on each data plane pay one-time costs (its first batches,
+    # new statistics and metrics keys); with short windows they would be a real share of it.
+    warmup_s: float = Field(default=0.0, ge=0, le=3600)
     min_requests: int = Field(default=200, ge=20)
     max_windows: int = Field(default=3, ge=1, le=100)
     gates: Gates = Gates()
