@@ -7,7 +7,7 @@ The model answers in ~0.3 ms, where the latency gate's default tolerance (1 ms) 
 it, the tail of a healthy candidate moved by up to ~1 ms with the scheduling of the machine, and
 1 of 40 rollouts (two runs on a quiet machine) was rolled back on latency. Each variant serves
 at least 50 requests per window: with 20 (~25 candidate requests at the 20 % step) the
-machine's bursts of slowness, which hit several requests at once, rolled back 3 of 400
+machine's bursts of slowness, which hit several requests at once, rolled back 3 of 480
 rollouts when other end-to-end tests ran beside this one."""
 
 from __future__ import annotations
