@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from serve_support import open_registry, running
 from test_rollout_e2e import DATA_PLANE, SumModel, fast_env
+from test_rollout_e2e import POLICY as SHARED_POLICY
 
 from shipyard.rollouts.controller import Controller
 from shipyard.rollouts.deployments import Deployments
-from shipyard.rollouts.policy import parse_policy
 from shipyard.rollouts.progress import Rollout, Rollouts, RolloutState
 
 pytestmark = pytest.mark.slow
@@ -36,19 +36,9 @@ DEPLOYMENTS = [f"d{i:02d}" for i in range(20)]
 CLIENTS = 4
 LIVENESS = 120.0
 MAX_REQUESTS = 50_000  # per client
-POLICY = parse_policy(
-    {
-        "steps": [20, 50, 100],
-        "window_s": 2.0,
-        "min_requests": 50,
-        "max_windows": 5,
-        "gates": {
-            "error_rate": {"max_increase": 0.01},
-            "latency": {"quantile": 0.9, "max_ratio": 1.5},
-            "predictions": {"alpha": 0.001},
-        },
-    }
-)
+# The shared e2e policy (20 -> 50 -> 100 %, error-rate, latency and prediction gates), with
+# windows long enough for 20 deployments' traffic.
+POLICY = SHARED_POLICY.model_copy(update={"window_s": 2.0, "min_requests": 50})
 
 
 class Clients:
