@@ -3,12 +3,15 @@ release at once, on one `shipyard serve --deployments`, judged by one rollout co
 short real windows, and every one of them is promoted (20 of 20) with every request answered.
 Runs on SQLite and PostgreSQL.
 
-The model answers in ~0.3 ms, where the latency gate's default tolerance (1 ms) matters: without
-it, the tail of a healthy candidate moved by up to ~1 ms with the scheduling of the machine, and
-1 of 40 rollouts (two runs on a quiet machine) was rolled back on latency. Each variant serves
-at least 50 requests per window: with 20 (~25 candidate requests at the 20 % step) the
-machine's bursts of slowness, which hit several requests at once, rolled back 3 of 480
-rollouts when other end-to-end tests ran beside this one."""
+The model answers in ~0.3 ms. Without the latency gate's tolerance, the tail of a healthy
+candidate moved by up to ~1 ms with the scheduling of a quiet machine, and 1 of 40 rollouts (two
+runs) was rolled back on latency; the default tolerance (1 ms) covers that. This test runs
+beside other tests on two shared cores (CI runs two end-to-end files at once, and the load
+average reaches 4-5), where the tail moves by several milliseconds in bursts that hit many
+requests at once: with 1 ms, 3 of 480 rollouts fell at a load average of ~3, and 1 of 40 at ~5.
+It sets 5 ms, the noise of this machine, not of the release: a candidate 25 ms slower still
+fails (test_rollout_gates_e2e). Each variant serves at least 50 requests per window (~25
+candidate requests at the 20 % step with 20 were too few for such bursts)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from test_rollout_e2e import POLICY as SHARED_POLICY
 
 from shipyard.rollouts.controller import Controller
 from shipyard.rollouts.deployments import Deployments
+from shipyard.rollouts.policy import LatencyGate
 from shipyard.rollouts.progress import Rollout, Rollouts, RolloutState
 
 pytestmark = pytest.mark.slow
@@ -37,8 +41,16 @@ CLIENTS = 4
 LIVENESS = 120.0
 MAX_REQUESTS = 50_000  # per client
 # The shared e2e policy (20 -> 50 -> 100 %, error-rate, latency and prediction gates), with
-# windows long enough for 20 deployments' traffic.
-POLICY = SHARED_POLICY.model_copy(update={"window_s": 2.0, "min_requests": 50})
+# windows long enough for 20 deployments' traffic and a latency tolerance for this machine.
+POLICY = SHARED_POLICY.model_copy(
+    update={
+        "window_s": 2.0,
+        "min_requests": 50,
+        "gates": SHARED_POLICY.gates.model_copy(
+            update={"latency": LatencyGate(quantile=0.9, max_ratio=1.5, tolerance_ms=5.0)}
+        ),
+    }
+)
 
 
 class Clients:
@@ -120,6 +132,7 @@ def test_twenty_healthy_canaries_are_all_promoted(tmp_path: Path, database_url: 
             if r.state is not RolloutState.PROMOTED
         }
         assert not failed, failed
-        for rollout in ended:
-            assert [d.weight for d in rollout.decisions] == [20, 50], rollout.decisions
+        for rollout in ended:  # a window short of requests on a busy machine may hold first
+            advances = [d.weight for d in rollout.decisions if d.outcome == "advance"]
+            assert advances == [20, 50], rollout.decisions
         assert {status for status, _ in load.answers} == {200}, load.answers
