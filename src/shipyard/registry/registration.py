@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shipyard.core.errors import Conflict, FailedPrecondition, Unavailable
@@ -46,12 +44,10 @@ class Registration:
     def ensure_model(self, session: Session, name: str) -> tuple[ModelRow, bool]:
         """Create the model row if absent (concurrent creators both succeed, one inserts);
         returns the row and whether this call created it."""
-        insert = postgres_insert if self.database.is_postgres else sqlite_insert
         table = ModelRow.__table__
         statement = (
-            insert(table)  # type: ignore[arg-type]
+            self.database.insert_ignoring(table)
             .values(name=name, tags={}, created_at=utcnow(), last_version=0, archived=False)
-            .on_conflict_do_nothing()
             .returning(table.c.id)
         )
         # RETURNING yields a row only if this call inserted it (rowcount is unreliable here).

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shipyard.core.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
@@ -262,19 +261,13 @@ class Deployments:
         new name at once both succeed, one after the other: the loser's insert waits for the
         winner's commit and does nothing, and it then finds the row (on PostgreSQL a plain
         insert failed on the unique name instead: a 500)."""
-        dialect = postgresql if self.database.is_postgres else sqlite
-        table = DeploymentRow.__table__
-        statement = (
-            dialect.insert(table)
-            .values(
-                name=name,
-                description=None,
-                created_at=utcnow(),
-                created_by=self.actor,
-                revision=0,
-                last_revision=0,
-            )
-            .on_conflict_do_nothing()
+        statement = self.database.insert_ignoring(DeploymentRow.__table__).values(
+            name=name,
+            description=None,
+            created_at=utcnow(),
+            created_by=self.actor,
+            revision=0,
+            last_revision=0,
         )
         session.execute(statement)
         return require(session, name, lock=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert
 
 from shipyard.monitoring.feedback import key_digest
 from shipyard.rollouts.stats import MAX_PREDICTIONS, VariantWindow, bucket_of
@@ -236,10 +236,9 @@ class Recorder:
                 rows = _prediction_rows(pending, self._hash_key)
                 session.execute(self._insert_ignoring_duplicates(), rows)
 
-    def _insert_ignoring_duplicates(self) -> Any:
+    def _insert_ignoring_duplicates(self) -> Insert:
         # A request id given twice by a caller keeps its first prediction.
-        dialect = postgresql if self._database.is_postgres else sqlite
-        return dialect.insert(PredictionRow).on_conflict_do_nothing(index_elements=["request_id"])
+        return self._database.insert_ignoring(PredictionRow, ["request_id"])
 
 
 def _prediction_rows(pending: list[_Prediction], hash_key: bytes | None) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Insert, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -178,6 +179,14 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def insert_ignoring(self, table: Any, keys: Sequence[str] | None = None) -> Insert:
+        """INSERT ... ON CONFLICT (keys) DO NOTHING in this backend's dialect: a row whose
+        key is already stored is skipped instead of failing the statement (both backends
+        speak it; the core Insert does not)."""
+        dialect = postgresql if self.is_postgres else sqlite
+        statement: Insert = dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+        return statement
 
     def close(self) -> None:
         self._writer.dispose()

@@ -12,8 +12,6 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Insert, and_, delete, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shipyard.core.events import PredictionEvent
 from shipyard.monitoring.eventlog.columns import plain
@@ -51,11 +49,7 @@ class TableSink:
     def _insert(self) -> Insert:
         """INSERT that skips an event id already stored (an event emitted twice), instead of
         failing the whole batch on the unique constraint."""
-        if self.database.is_postgres:
-            return postgresql_insert(PredictionEventRow).on_conflict_do_nothing(
-                index_elements=["event_id"]
-            )
-        return sqlite_insert(PredictionEventRow).on_conflict_do_nothing(index_elements=["event_id"])
+        return self.database.insert_ignoring(PredictionEventRow, ["event_id"])
 
     def close(self) -> None:
         pass
