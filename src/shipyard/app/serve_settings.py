@@ -97,6 +97,8 @@ class ServeSettings(BaseSettings):
     )
     log_queue: int = Field(default=10_000, ge=1, description="Events waiting per worker.")
     log_roll_s: float = Field(
+        # eventlog.parquet.DEFAULT_ROLL_S, written out: importing it would load pyarrow and
+        # numpy before prepare_worker_environment has set their thread counts.
         default=300.0,
         ge=1,
         le=86_400,

@@ -25,7 +25,7 @@ from shipyard.monitoring.eventlog import (
     prune,
     read_events,
 )
-from shipyard.monitoring.eventlog.parquet import parts
+from shipyard.monitoring.eventlog.parquet import DEFAULT_ROLL_S, parts
 from shipyard.monitoring.eventlog.sinks import open_sinks
 from shipyard.storage.database import Database
 
@@ -275,3 +275,9 @@ def test_an_idle_logger_still_finishes_parts_by_age(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert len(list(parts(tmp_path))) == 1
     logger.close()
+
+
+def test_the_serve_default_roll_is_the_sinks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Written out in serve_settings (it loads before pyarrow may): the two must not drift.
+    monkeypatch.delenv("SHIPYARD_SERVE_LOG_ROLL_S", raising=False)
+    assert ServeSettings().log_roll_s == DEFAULT_ROLL_S
