@@ -178,7 +178,7 @@ class Runner:
         log_path = run_dir / "run.log"
         self.pipelines.update_run(run.id, log_path=str(log_path))
         timeout = pipeline.config.timeout_s
-        log_path.write_bytes(b"")
+        log_path.write_bytes(b"")  # exists (and empty) from the start; executors append to it
         if pipeline.config.ray is not None:
             code = self._on_ray(pipeline.config.ray, run_dir, timeout)
         else:
@@ -194,7 +194,7 @@ class Runner:
 
     def _in_child(self, run_dir: Path, log_path: Path, timeout: float) -> int:
         """Train in a child process of this one; its exit code."""
-        with log_path.open("wb") as output, self._lock:
+        with log_path.open("ab") as output, self._lock:
             if self._interrupted:
                 raise RunFailed(INTERRUPTED)
             child = subprocess.Popen(
