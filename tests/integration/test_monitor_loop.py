@@ -96,9 +96,10 @@ def log_predictions(
     seed: int = 1,
     age: timedelta = timedelta(0),
     sink: Sink | None = None,
+    deployment: str | None = None,
 ) -> None:
     """`rows` predictions of `model` v1 in events of 20 rows, ending `age` before NOW, in the
-    Parquet log under `home` unless another `sink` is given."""
+    Parquet log under `home` unless another `sink` is given, served through `deployment`."""
     rng = np.random.default_rng(seed)
     values = rng.normal(size=(rows, 2)) + [shift, 0.0]
     sink = sink or ParquetSink(home)
@@ -111,6 +112,7 @@ def log_predictions(
             inputs={"a": values[start : start + 20, 0], "b": values[start : start + 20, 1]},
             outputs={"label": np.zeros(len(values[start : start + 20]), dtype=np.int64)},
             latency_ms=1.0,
+            deployment=deployment,
         )
         for start in range(0, rows, 20)
     ]
@@ -136,6 +138,29 @@ def test_a_shifted_window_fires_an_alert_that_starts_a_run(world: World) -> None
     assert str(run.trigger_details["message"]).startswith("fraud v1 drifted")
     [future] = world.retraining.futures
     assert future.result(timeout=120).status is RunStatus.SUCCEEDED
+
+
+def test_each_deployment_of_a_model_is_judged_under_its_own_name(world: World) -> None:
+    """Two deployments serve fraud v1; only the EU traffic shifted. The EU deployment's alert
+    names it, and its model (which the pipeline retrains on); the US one stays quiet."""
+    log_predictions(world.home, "fraud", 400, shift=1.0, deployment="fraud-eu")
+    log_predictions(world.home, "fraud", 400, seed=2, deployment="fraud-us")
+    [check] = monitor(world).tick(NOW)
+    fired = {a.subject: a for a in check.alerts if a.state == FIRING}
+    assert "fraud-us" not in fired and "fraud-eu" in fired, fired
+    eu = fired["fraud-eu"]
+    assert eu.message.startswith("fraud v1 through fraud-eu drifted on 400 rows"), eu.message
+    assert eu.details["model"] == "fraud"
+    [stored] = AlertHistory(world.registry.database).list(subject="fraud-eu")
+    assert stored.rule == "drift" and stored.details["model"] == "fraud"
+    runs = world.pipelines.runs("p")  # one run, whichever of the model's alerts came first
+    assert len(runs) == 1 and runs[0].trigger == "alert.drift"
+
+
+def test_a_model_served_through_one_deployment_is_judged_once(world: World) -> None:
+    log_predictions(world.home, "fraud", 300, shift=3.0, deployment="fraud-api")
+    [check] = monitor(world).tick(NOW)
+    assert [(a.subject, a.rule) for a in check.alerts] == [("fraud", "drift")]
 
 
 def test_predictions_a_replica_logged_to_the_table_are_judged(world: World) -> None:

@@ -100,6 +100,9 @@ def test_an_alert_storm_starts_one_run(
     try:
         loop.on_alert("other-model", "drift")
         loop.on_alert("fraud", "latency_slo")  # not a rule this pipeline retrains on
+        loop.on_alert("fraud-eu", "drift", {"model": "other-model"})  # another model's deployment
+        # A deployment of fraud drifted first, then the model itself, a hundred times.
+        loop.on_alert("fraud-eu", "drift", {"model": "fraud", "feature": "a"})
         for _ in range(100):
             loop.on_alert("fraud", "drift", {"feature": "a"})
         results: list[Any] = [f.result(timeout=120) for f in loop.futures]
@@ -108,4 +111,6 @@ def test_an_alert_storm_starts_one_run(
     assert len(results) == 1 and results[0].status is RunStatus.SUCCEEDED, results
     runs = pipelines.runs("p")
     assert len(runs) == 1 and runs[0].trigger == "alert.drift"
-    assert runs[0].trigger_details == {"subject": "fraud", "rule": "drift", "feature": "a"}
+    assert runs[0].trigger_details == {
+        "subject": "fraud-eu", "rule": "drift", "model": "fraud", "feature": "a"
+    }  # fmt: skip

@@ -214,16 +214,29 @@ class MonitorLoop:
             self._not_judged(model, judgement.reason or "not judged")
         else:
             self._skipped.pop(model, None)
+        alerts: list[Alert] = []
         observation = self._with_service_numbers(judgement, events, at)
-        if observation is None:
-            return ModelCheck(model, judgement)
-        if self.gauges is not None and observation.drift is not None:
-            assert judgement.version is not None  # a judged window has its version
-            self.gauges.observe_drift(model, judgement.version, observation.drift)
-        return ModelCheck(model, judgement, tuple(self.manager.evaluate(observation)))
+        if observation is not None:
+            if self.gauges is not None and observation.drift is not None:
+                assert judgement.version is not None  # a judged window has its version
+                self.gauges.observe_drift(model, judgement.version, observation.drift)
+            alerts += self.manager.evaluate(observation)
+        for deployment, rows in _by_deployment(events):
+            part = judge(
+                model, rows, self.cache, at=at, min_rows=self.config.min_rows,
+                deployment=deployment,
+            )  # fmt: skip
+            seen = self._with_service_numbers(part, rows, at, deployment)
+            if seen is not None:
+                alerts += self.manager.evaluate(seen)
+        return ModelCheck(model, judgement, tuple(alerts))
 
     def _with_service_numbers(
-        self, judgement: Judgement, events: pd.DataFrame, at: datetime
+        self,
+        judgement: Judgement,
+        events: pd.DataFrame,
+        at: datetime,
+        deployment: str | None = None,
     ) -> Observation | None:
         """The drift observation with latency p95, error rate and realised performance added,
         for the rules configured; a window too small for drift is too small for these too."""
@@ -233,11 +246,15 @@ class MonitorLoop:
         if (config.latency_p95_ms, config.performance, config.max_error_rate) == (None,) * 3:
             return judgement.observation
         rows = events[events["version"] == version]
-        base = judgement.observation or Observation(judgement.model, at, version=version)
+        base = judgement.observation or (
+            Observation(judgement.model, at, version=version)
+            if deployment is None
+            else Observation(deployment, at, version=version, model=judgement.model)
+        )
         latency = latency_p95(rows) if config.latency_p95_ms is not None else None
         errors = None
         if config.max_error_rate is not None:
-            errors = self._error_rate(judgement.model, version, at - config.window, at)
+            errors = self._error_rate(judgement.model, version, at - config.window, at, deployment)
         realised = None
         rule = next((r for r in self.manager.rules if isinstance(r, PerformanceRule)), None)
         if rule is not None:
@@ -250,7 +267,12 @@ class MonitorLoop:
         )
 
     def _error_rate(
-        self, model: str, version: int, since: datetime, until: datetime
+        self,
+        model: str,
+        version: int,
+        since: datetime,
+        until: datetime,
+        deployment: str | None = None,
     ) -> float | None:
         """Errors per request of `model` v`version` in the window, from the route statistics
         every data plane writes for the deployments it serves (shadow copies left out: their
@@ -265,6 +287,8 @@ class MonitorLoop:
             RouteStatsRow.at > since,
             RouteStatsRow.at <= until,
         )
+        if deployment is not None:
+            statement = statement.where(RouteStatsRow.deployment == deployment)
         with self.database.read() as session:
             requests, errors = session.execute(statement).one()
         return int(errors) / int(requests) if int(requests) >= self.config.min_rows else None
@@ -298,3 +322,15 @@ def open_monitor(
     return MonitorLoop(
         registry, home, alert_manager(registry, config, on_fire=on_fire), config, gauges=gauges
     )
+
+
+def _by_deployment(events: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A model's window split by the deployment that served it, when it served two or more:
+    drift in one deployment's traffic (one region, one client) is diluted in the model's
+    window, so each deployment is judged as well, under its own name."""
+    if "deployment" not in events.columns:
+        return []
+    names = sorted(str(d) for d in events["deployment"].dropna().unique())
+    if len(names) < 2:
+        return []
+    return [(name, events[events["deployment"] == name]) for name in names]

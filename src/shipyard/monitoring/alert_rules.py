@@ -28,11 +28,13 @@ MAX_REASONS = 3  # features named in one message; the rest are in details
 
 @dataclass(frozen=True)
 class Observation:
-    """Everything known about one window of one model; fields left None are not judged."""
+    """Everything known about one window of one model (or of one deployment's traffic to it:
+    then `subject` is the deployment and `model` the model); fields left None are not judged."""
 
     subject: str
     at: datetime
     version: int | None = None
+    model: str | None = None  # set when the subject is a deployment
     drift: DriftResult | None = None
     realised: Performance | None = None
     estimated: Performance | None = None
@@ -42,7 +44,11 @@ class Observation:
 
     @property
     def label(self) -> str:
-        return self.subject if self.version is None else f"{self.subject} v{self.version}"
+        named = self.subject if self.version is None else f"{self.subject} v{self.version}"
+        if self.model is None or self.model == self.subject:
+            return named
+        version = "" if self.version is None else f" v{self.version}"
+        return f"{self.model}{version} through {self.subject}"
 
 
 @dataclass(frozen=True)

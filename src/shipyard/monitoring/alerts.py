@@ -118,16 +118,18 @@ class AlertManager:
         state.bad, state.good = (state.bad + 1, 0) if verdict.bad else (0, state.good + 1)
         if verdict.bad:
             state.last = verdict
+        # A deployment's alert names its model: retraining and people look for it there.
+        about = {"model": obs.model} if obs.model is not None else {}
         if not state.firing and state.bad >= self.fire_after:
             state.firing = True
             windows = f"{state.bad} windows in a row" if state.bad > 1 else "this window"
             message = f"{verdict.message} ({windows})"
-            details = {**verdict.details, "bad_windows": state.bad}
+            details = {**verdict.details, **about, "bad_windows": state.bad}
             return Alert(rule.name, obs.subject, FIRING, rule.severity, message, obs.at, details)
         if state.firing and state.good >= self.resolve_after:
             state.firing = False
             message = f"resolved: {verdict.message} ({state.good} good windows in a row)"
-            details = {**verdict.details, "good_windows": state.good}
+            details = {**verdict.details, **about, "good_windows": state.good}
             return Alert(rule.name, obs.subject, RESOLVED, rule.severity, message, obs.at, details)
         return None
 

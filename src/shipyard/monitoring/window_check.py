@@ -163,9 +163,16 @@ class DetectorCache:
 
 
 def judge(
-    model: str, events: pd.DataFrame, cache: DetectorCache, *, at: datetime, min_rows: int
+    model: str,
+    events: pd.DataFrame,
+    cache: DetectorCache,
+    *,
+    at: datetime,
+    min_rows: int,
+    deployment: str | None = None,
 ) -> Judgement:
-    """The Observation of one window of `model`'s logged predictions, or why there is none."""
+    """The Observation of one window of `model`'s logged predictions (those served through
+    `deployment`, whose name is then the subject), or why there is none."""
     version = dominant_version(events) if len(events) else None
     if version is None:
         return Judgement(model, None, 0, None, "no logged predictions in the window")
@@ -180,7 +187,8 @@ def judge(
         return Judgement(model, version, len(rows), None, str(exc))
     tested = [*detector.profiles, *detector.skipped]
     result = detector.check(features[tested].reset_index(drop=True))
-    observation = Observation(model, at, version=version, drift=result)
+    subject, about = (model, None) if deployment is None else (deployment, model)
+    observation = Observation(subject, at, version=version, drift=result, model=about)
     return Judgement(model, version, len(rows), observation)
 
 

@@ -47,11 +47,13 @@ def rule_key(rule: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "_", rule.strip().lower())
 
 
-def alert_matches(pipeline: Pipeline, subject: str, rule: str) -> bool:
-    """Whether an alert of `rule` on `subject` starts `pipeline`; its `on_alerts` may name
-    the rule as shown (`realised accuracy`) or as a trigger word (`realised_accuracy`)."""
+def alert_matches(pipeline: Pipeline, subject: str, rule: str, model: object = None) -> bool:
+    """Whether an alert of `rule` on `subject` (a model, or a deployment of `model`) starts
+    `pipeline`; its `on_alerts` may name the rule as shown (`realised accuracy`) or as a
+    trigger word (`realised_accuracy`)."""
     wanted = {rule_key(w) for w in pipeline.config.on_alerts}
-    return subject == pipeline.model and ("*" in wanted or rule_key(rule) in wanted)
+    about = pipeline.model in (subject, model)
+    return about and ("*" in wanted or rule_key(rule) in wanted)
 
 
 class Triggers:
@@ -98,7 +100,7 @@ class Triggers:
         return [
             Due(p.name, f"alert.{rule_key(rule)}", {"subject": subject, "rule": rule, **details})
             for p in self.pipelines.list()
-            if alert_matches(p, subject, rule)
+            if alert_matches(p, subject, rule, details.get("model"))
         ]
 
     def fire(self, due: Iterable[Due]) -> list[Run]:
