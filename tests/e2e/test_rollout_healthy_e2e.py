@@ -13,7 +13,10 @@ It sets 5 ms, the noise of this machine, not of the release: a candidate 25 ms s
 fails (test_rollout_gates_e2e). Each variant serves at least 50 requests per window (~25
 candidate requests at the 20 % step with 20 were too few for such bursts). The predictions
 gate tests at 1e-6: a run judges ~80 windows of the same distribution, and at the shared
-policy's 0.001 one of them falls by chance in ~8 % of runs (a CI run saw it: p=0.00025)."""
+policy's 0.001 one of them falls by chance in ~8 % of runs (a CI run saw it: p=0.00025).
+The steps are 25 -> 50 -> 100 % on 3 s windows: with 20 % on 2 s ones, a CI run's traffic
+(~25 requests a second per deployment beside another end-to-end file) left one deployment's
+candidate short of its 50 requests for five windows."""
 
 from __future__ import annotations
 
@@ -42,11 +45,13 @@ DEPLOYMENTS = [f"d{i:02d}" for i in range(20)]
 CLIENTS = 4
 LIVENESS = 120.0
 MAX_REQUESTS = 50_000  # per client
-# The shared e2e policy (20 -> 50 -> 100 %, error-rate, latency and prediction gates), with
-# windows long enough for 20 deployments' traffic and a latency tolerance for this machine.
+# The shared e2e policy's gates (error rate, latency, predictions), with steps and windows
+# that let 20 deployments' traffic fill each window on a busy machine, and a latency tolerance
+# for this machine.
 POLICY = SHARED_POLICY.model_copy(
     update={
-        "window_s": 2.0,
+        "steps": (25, 50, 100),
+        "window_s": 3.0,
         "min_requests": 50,
         "gates": SHARED_POLICY.gates.model_copy(
             update={
@@ -139,5 +144,5 @@ def test_twenty_healthy_canaries_are_all_promoted(tmp_path: Path, database_url: 
         assert not failed, failed
         for rollout in ended:  # a window short of requests on a busy machine may hold first
             advances = [d.weight for d in rollout.decisions if d.outcome == "advance"]
-            assert advances == [20, 50], rollout.decisions
+            assert advances == [25, 50], rollout.decisions
         assert {status for status, _ in load.answers} == {200}, load.answers
