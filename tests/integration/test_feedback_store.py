@@ -143,11 +143,11 @@ def test_a_concurrent_identical_write_ends_as_unchanged(
     real = FeedbackStore._given
     calls: list[list[str]] = []
 
-    def stale_once(session: Session, ids: list[str]) -> dict[str, Any]:
+    def stale_once(self: FeedbackStore, session: Session, ids: list[str]) -> dict[str, Any]:
         calls.append(ids)
-        return {} if len(calls) == 1 else real(session, ids)
+        return {} if len(calls) == 1 else real(self, session, ids)
 
-    monkeypatch.setattr(FeedbackStore, "_given", staticmethod(stale_once))
+    monkeypatch.setattr(FeedbackStore, "_given", stale_once)
     outcome = store.add([Feedback("fresh", 0), Feedback("race", 1)], "ann")
     assert outcome == FeedbackOutcome(stored=1, unchanged=1, unmatched=["fresh", "race"])
     assert len(calls) == 2
@@ -159,7 +159,7 @@ def test_a_write_that_keeps_racing_is_a_conflict(
 ) -> None:
     store = FeedbackStore(database)
     store.add([Feedback("race", 1)], "other")
-    monkeypatch.setattr(FeedbackStore, "_given", staticmethod(lambda session, ids: {}))
+    monkeypatch.setattr(FeedbackStore, "_given", lambda self, session, ids: {})
     with pytest.raises(Conflict, match="was given meanwhile"):
         store.add([Feedback("fresh", 0), Feedback("race", 1)], "ann")
     assert stored(database) == {"race": (1, "other")}
