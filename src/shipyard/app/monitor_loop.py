@@ -246,10 +246,8 @@ class MonitorLoop:
         if (config.latency_p95_ms, config.performance, config.max_error_rate) == (None,) * 3:
             return judgement.observation
         rows = events[events["version"] == version]
-        base = judgement.observation or (
-            Observation(judgement.model, at, version=version)
-            if deployment is None
-            else Observation(deployment, at, version=version, model=judgement.model)
+        base = judgement.observation or Observation.of(
+            judgement.model, at, version=version, deployment=deployment
         )
         latency = latency_p95(rows) if config.latency_p95_ms is not None else None
         errors = None

@@ -42,12 +42,26 @@ class Observation:
     error_rate: float | None = None
     segments: dict[str, SegmentReport] = field(default_factory=dict)  # column -> report
 
+    @classmethod
+    def of(
+        cls,
+        model: str,
+        at: datetime,
+        *,
+        version: int | None,
+        deployment: str | None = None,
+        drift: DriftResult | None = None,
+    ) -> Observation:
+        """A window of `model` (or of its traffic through `deployment`, then the subject)."""
+        if deployment is None:
+            return cls(model, at, version=version, drift=drift)
+        return cls(deployment, at, version=version, model=model, drift=drift)
+
     @property
     def label(self) -> str:
-        named = self.subject if self.version is None else f"{self.subject} v{self.version}"
-        if self.model is None or self.model == self.subject:
-            return named
         version = "" if self.version is None else f" v{self.version}"
+        if self.model is None or self.model == self.subject:
+            return f"{self.subject}{version}"
         return f"{self.model}{version} through {self.subject}"
 
 

@@ -187,8 +187,7 @@ def judge(
         return Judgement(model, version, len(rows), None, str(exc))
     tested = [*detector.profiles, *detector.skipped]
     result = detector.check(features[tested].reset_index(drop=True))
-    subject, about = (model, None) if deployment is None else (deployment, model)
-    observation = Observation(subject, at, version=version, drift=result, model=about)
+    observation = Observation.of(model, at, version=version, deployment=deployment, drift=result)
     return Judgement(model, version, len(rows), observation)
 
 

@@ -3,12 +3,12 @@ rollback, by the statistics the data planes recorded.
 
 A window closes when it has lasted `policy.window_s` and both variants have served
 `policy.min_requests`. The rollout's first window starts `policy.warmup_s` late: what the
-candidate served before that is not analysed. A window over time but short of requests keeps collecting: waiting is
-free, while deciding on a handful of requests is what the analysis exists to avoid. Only
-when a window reaches WAIT_FACTOR times `window_s` without the requests is it recorded as a
-hold (too little traffic is then a fact worth the ledger), and like an inconclusive analysis it
-counts towards `policy.max_windows`, after which the rollout is rolled back: a candidate
-nobody can judge is not promoted.
+candidate served before that is not analysed. A window over time but short of requests keeps
+collecting: waiting is free, while deciding on a handful of requests is what the analysis
+exists to avoid. Only when a window reaches WAIT_FACTOR times `window_s` without the requests
+is it recorded as a hold (too little traffic is then a fact worth the ledger), and like an
+inconclusive analysis it counts towards `policy.max_windows`, after which the rollout is
+rolled back: a candidate nobody can judge is not promoted.
 
 A candidate that a data plane could not load is rolled back on the next tick, window or not:
 the planes report it (`load_reports`) against the deployment's current revision, and waiting

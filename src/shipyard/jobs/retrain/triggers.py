@@ -47,7 +47,7 @@ def rule_key(rule: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "_", rule.strip().lower())
 
 
-def alert_matches(pipeline: Pipeline, subject: str, rule: str, model: object = None) -> bool:
+def alert_matches(pipeline: Pipeline, subject: str, rule: str, model: str | None = None) -> bool:
     """Whether an alert of `rule` on `subject` (a model, or a deployment of `model`) starts
     `pipeline`; its `on_alerts` may name the rule as shown (`realised accuracy`) or as a
     trigger word (`realised_accuracy`)."""
@@ -97,10 +97,11 @@ class Triggers:
 
     def on_alert(self, subject: str, rule: str, details: dict[str, object]) -> list[Due]:
         """The pipelines an alert on `subject` starts (each at most once at a time)."""
+        model = details.get("model")  # set when the subject is a deployment of it
         return [
             Due(p.name, f"alert.{rule_key(rule)}", {"subject": subject, "rule": rule, **details})
             for p in self.pipelines.list()
-            if alert_matches(p, subject, rule, details.get("model"))
+            if alert_matches(p, subject, rule, model if isinstance(model, str) else None)
         ]
 
     def fire(self, due: Iterable[Due]) -> list[Run]:
