@@ -12,8 +12,9 @@ wires it here; the judging itself is `monitoring.window_check`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,7 +216,12 @@ class MonitorLoop:
         else:
             self._skipped.pop(model, None)
         alerts: list[Alert] = []
-        observation = self._with_service_numbers(judgement, events, at)
+        # Read once per window, when a performance rule asks: the model's window and each
+        # deployment's part of it join the same feedback.
+        labels = functools.cache(
+            lambda: FeedbackStore(self.database).values(events["request_id"].dropna().tolist())
+        )
+        observation = self._with_service_numbers(judgement, events, at, labels)
         if observation is not None:
             if self.gauges is not None and observation.drift is not None:
                 assert judgement.version is not None  # a judged window has its version
@@ -226,7 +232,7 @@ class MonitorLoop:
                 model, rows, self.cache, at=at, min_rows=self.config.min_rows,
                 deployment=deployment,
             )  # fmt: skip
-            seen = self._with_service_numbers(part, rows, at, deployment)
+            seen = self._with_service_numbers(part, rows, at, labels, deployment)
             if seen is not None:
                 alerts += self.manager.evaluate(seen)
         return ModelCheck(model, judgement, tuple(alerts))
@@ -236,6 +242,7 @@ class MonitorLoop:
         judgement: Judgement,
         events: pd.DataFrame,
         at: datetime,
+        labels: Callable[[], Mapping[str, object]],
         deployment: str | None = None,
     ) -> Observation | None:
         """The drift observation with latency p95, error rate and realised performance added,
@@ -256,8 +263,7 @@ class MonitorLoop:
         realised = None
         rule = next((r for r in self.manager.rules if isinstance(r, PerformanceRule)), None)
         if rule is not None:
-            labels = FeedbackStore(self.database).values(rows["request_id"].dropna().tolist())
-            realised = realised_performance(rows, labels, min_labelled=config.min_labelled)
+            realised = realised_performance(rows, labels(), min_labelled=config.min_labelled)
             if realised is not None and rule.metric not in realised.metrics:
                 realised = None  # an accuracy rule says nothing of a regression model
         return dataclasses.replace(

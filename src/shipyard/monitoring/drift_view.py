@@ -187,10 +187,14 @@ class _Histograms:
         self.shown: dict[str, list[str]] = {}
         self.live_shown: dict[str, Counter[str]] = {n: Counter() for n in self.new}
         self.live_total: Counter[str] = Counter()
+        # The reference side's category counts, computed once (every chunk asks for them).
+        self.reference_counts = {
+            n: reference[n].dropna().astype(str).value_counts() for n in self.new
+        }
 
     def scan(self, live: pd.DataFrame) -> None:
         for name, seen in self.new.items():
-            known = self._reference_counts(name).index
+            known = self.reference_counts[name].index
             for key, count in live[name].dropna().astype(str).value_counts().items():
                 if key not in known and (key in seen or len(seen) < MAX_TRACKED_NEW):
                     seen[str(key)] += int(count)
@@ -217,7 +221,7 @@ class _Histograms:
             self.edges[name] = np.linspace(lo, hi, self.bins + 1)
             self.live_counts[name] = np.zeros(self.bins, dtype=np.int64)
         for name, seen in self.new.items():
-            kept = [str(k) for k in self._reference_counts(name).index[:MAX_CATEGORIES]]
+            kept = [str(k) for k in self.reference_counts[name].index[:MAX_CATEGORIES]]
             self.shown[name] = kept + [k for k, _ in seen.most_common(MAX_NEW_CATEGORIES)]
 
     def count(self, live: pd.DataFrame) -> None:
@@ -240,7 +244,7 @@ class _Histograms:
                 [int(c) for c in self.live_counts[name]],
                 edges=[float(e) for e in edges],
             )
-        seen = self._reference_counts(name)
+        seen = self.reference_counts[name]
         categories = list(self.shown[name])
         ref_counts = [int(seen.get(k, 0)) for k in categories]
         win_counts = [self.live_shown[name][k] for k in categories]
@@ -251,9 +255,6 @@ class _Histograms:
             ref_counts.append(rest_ref)
             win_counts.append(rest_win)
         return Histogram(ref_counts, win_counts, categories=categories)
-
-    def _reference_counts(self, name: str) -> pd.Series:
-        return self.reference[name].dropna().astype(str).value_counts()
 
 
 def _binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
