@@ -84,6 +84,11 @@ def test_owns_its_registry_when_given_a_url(database_url: str, tmp_path: Path) -
     [
         ({"steps": [10, 90]}, "policy field 'steps': the last step must be 100"),
         ({"window_s": -1}, "policy field 'window_s'"),
+        ({"warmup_s": -1}, "policy field 'warmup_s'"),
+        (
+            {"gates": {"latency": {"tolerance_ms": -0.5}}},
+            "policy field 'gates.latency.tolerance_ms'",
+        ),
         ({"gates": {"error_rate": {"alpha": 2}}}, "policy field 'gates.error_rate.alpha'"),
         ("missing.yaml", "cannot read policy file"),
         (42, "a policy is a Policy, a mapping or a file path"),
