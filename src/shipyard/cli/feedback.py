@@ -135,6 +135,12 @@ def _text(raw: Any, what: str) -> str:
     raise InvalidArgument(f"{what} {raw!r} is not text")
 
 
+def _request_id(raw: Any) -> str:
+    if isinstance(raw, float) and not _absent(raw):  # ids are text; 12.0 was never one
+        raise InvalidArgument(f"request id {raw!r} is not text")
+    return _text(raw, "request id")
+
+
 def _item(raw_name: Any, raw_value: Any, by_key: bool) -> Item:
     what = "key" if by_key else "request id"
     name = _text(raw_name, what) if by_key else _request_id(raw_name)
@@ -151,12 +157,6 @@ def _value_column(columns: Columns, asked: str | None) -> str:
     if asked is not None:
         return asked
     return next((c for c in VALUE_COLUMNS if c in columns.names), VALUE_COLUMNS[0])
-
-
-def _request_id(raw: Any) -> str:
-    if isinstance(raw, float) and not _absent(raw):  # ids are text; 12.0 was never one
-        raise InvalidArgument(f"request id {raw!r} is not text")
-    return _text(raw, "request id")
 
 
 def _items(columns: Columns, name_column: str, value_column: str, by_key: bool) -> list[Item]:

@@ -77,6 +77,12 @@ def test_numeric_histogram_counts_tails_in_the_outer_bins() -> None:
     assert h.live[0] >= 1 and h.live[-1] >= 1 and h.edges[-1] < 1e9
     constant = _histogram(np.full(5, 3.0), np.full(5, 3.0), 4)
     assert constant.edges[0] == 2.5 and constant.edges[-1] == 3.5 and sum(constant.live) == 5
+    # No finite value on either side: no range to draw.
+    empty = drift_view(
+        pd.DataFrame({"x": [np.nan] * 5, "y": np.arange(5.0)}),
+        pd.DataFrame({"input.x": [np.nan] * 3, "input.y": [1.0, 2.0, 3.0]}),
+    )
+    assert empty.features[0].test.name == "x" and empty.features[0].histogram.edges == []
 
 
 def test_categorical_histogram_shows_new_categories_and_pools_the_rest() -> None:
