@@ -257,8 +257,8 @@ class FeedbackStore:
 
     def _given(self, session: Session, ids: list[str]) -> dict[str, Any]:
         request_id = FeedbackRow.request_id
-        # PostgreSQL takes the ids as one array parameter: as 10,000 bound parameters a batch,
-        # reading the feedback of 200k ids took 2.6-2.9 s here, as arrays 0.7 s.
+        # PostgreSQL takes the ids as one array parameter: 3.3x faster than a bound parameter
+        # per id (bench/feedback_reads.py).
         condition = (
             request_id == any_(bindparam("ids", ids, type_=ARRAY(String)))
             if self.database.is_postgres
