@@ -27,7 +27,7 @@ from shipyard.runtimes.base import (
     require,
     unreadable,
 )
-from shipyard.runtimes.probe import survives
+from shipyard.runtimes.probe import canonical
 
 MODEL_FILE = "model.txt"
 SUFFIXES = frozenset({".txt", ".lgb", ".lgbm", ".model"})
@@ -66,9 +66,10 @@ def _check_structure(text: str, name: str) -> None:
         )
 
 
-def parse_file(path: Path) -> object:
-    """The parse `survives` runs in a child (module level, so a spawned child imports it)."""
-    return load_text(path.read_text(encoding="utf-8"), path.name)
+def parse_file(path: Path) -> bytes:
+    """The user's file parsed in a child (`canonical`), written back by LightGBM itself."""
+    booster = load_text(path.read_text(encoding="utf-8"), path.name)
+    return str(booster.model_to_string()).encode("utf-8")
 
 
 def load_text(text: str, name: str = MODEL_FILE) -> Any:
@@ -119,8 +120,8 @@ class LightGBMFlavor:
         except UnicodeDecodeError as exc:
             raise unreadable(path, "LightGBM", exc) from None
         _check_structure(text, path.name)
-        survives(parse_file, path, "LightGBM")  # crafted text can crash liblightgbm
-        return load_text(text, path.name)
+        # Crafted text can crash liblightgbm: only a child parses the user's bytes.
+        return load_text(canonical(parse_file, path, "LightGBM").decode("utf-8"), path.name)
 
     def save(self, model: object, directory: Path, *, trust: bool) -> Saved:
         text = str(booster_of(model).model_to_string())

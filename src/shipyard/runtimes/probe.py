@@ -1,10 +1,12 @@
-"""Parse an untrusted model file in a child process first.
+"""Parse an untrusted model file in a child process only.
 
 Native parsers (XGBoost, LightGBM) can crash the whole process on a damaged or crafted file
-instead of raising. A file the user hands us is therefore parsed once in a throw-away child:
-if the child dies from a signal, the file is refused with a clear error and this process never
-touches it; if the child parses it (or raises), the real parse runs here and gives the usual
-result or message. Files already in the registry were parsed this way when registered.
+instead of raising, and not always: the same truncated UBJ file parsed once cleanly in a child
+and then took the test process down (CI, 2026-12-01). So this process never parses the user's
+bytes. A throw-away child parses them and sends back the model as the library itself writes
+it (`Booster.save_raw`, `model_to_string`), which is what this process then loads. A child
+that dies from a signal or hangs is reported as a damaged file; one that refuses the file
+sends its error back, and it is raised here unchanged.
 """
 
 from __future__ import annotations
@@ -12,36 +14,59 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shipyard.core.errors import InvalidArgument
 
 PROBE_TIMEOUT_S = 120.0
 
 
-def survives(parse: Callable[[Path], object], path: Path, what: str) -> None:
-    """Run `parse(path)` in a child; InvalidArgument if the parser crashes or hangs."""
+def canonical(parse: Callable[[Path], bytes], path: Path, what: str) -> bytes:
+    """`parse(path)` run in a child: its bytes, or InvalidArgument if it refuses, crashes or hangs.
+
+    `parse` must be a module-level function (a spawned child imports it), and return bytes
+    written by the library's own serializer, never the input.
+    """
     context = multiprocessing.get_context("spawn")  # no fork: no inherited locks or threads
-    child = context.Process(target=_parse_quietly, args=(parse, path), daemon=True)
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_parse, args=(parse, path, sender), daemon=True)
     child.start()
-    child.join(PROBE_TIMEOUT_S)
+    sender.close()  # the child holds the only writer: a dead child reads as EOF here
+    try:
+        reply = receiver.recv() if receiver.poll(PROBE_TIMEOUT_S) else None
+    except EOFError:
+        reply = None
+    finally:
+        receiver.close()
+    child.join(None if reply is not None else 5.0)
     if child.is_alive():
         child.kill()
         child.join()
-        raise InvalidArgument(
-            f"{path.name}: the {what} parser did not finish in {PROBE_TIMEOUT_S:.0f} s; "
-            "the file is damaged or not a model",
-            details={"path": path.name, "format": what},
-        )
-    if child.exitcode is not None and child.exitcode < 0:
-        raise InvalidArgument(
-            f"{path.name}: the {what} parser crashed on this file (signal {-child.exitcode}); "
-            "it is damaged or not a model",
-            details={"path": path.name, "format": what},
-        )
+        raise _damaged(path, what, f"did not finish in {PROBE_TIMEOUT_S:.0f} s")
+    if reply is None:
+        code = child.exitcode or 0
+        how = f"signal {-code}" if code < 0 else f"exit {code}"
+        raise _damaged(path, what, f"crashed on this file ({how})")
+    kind, value = reply
+    if kind == "error":
+        message, details = value
+        raise InvalidArgument(message, details=details)
+    return bytes(value)
 
 
-def _parse_quietly(parse: Callable[[Path], object], path: Path) -> None:
+def _damaged(path: Path, what: str, how: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{path.name}: the {what} parser {how}; it is damaged or not a model",
+        details={"path": path.name, "format": what},
+    )
+
+
+def _parse(parse: Callable[[Path], bytes], path: Path, sender: Any) -> None:
     try:
-        parse(path)
-    except Exception:  # the parent parses again and reports the error properly
-        raise SystemExit(1) from None
+        reply: tuple[str, object] = ("ok", parse(path))
+    except InvalidArgument as exc:
+        reply = ("error", (exc.message, exc.details))
+    except Exception as exc:  # a parser's own error type: named, not trusted to pickle
+        reply = ("error", (f"{path.name}: could not be read ({type(exc).__name__})", {}))
+    sender.send(reply)
+    sender.close()

@@ -26,7 +26,7 @@ from shipyard.runtimes.base import (
     require,
     unreadable,
 )
-from shipyard.runtimes.probe import survives
+from shipyard.runtimes.probe import canonical
 
 MODEL_FILE = "model.ubj"
 SUFFIXES = frozenset({".json", ".ubj"})
@@ -66,9 +66,9 @@ def load_raw(raw: bytes, kind: str, name: str = MODEL_FILE) -> Any:
     return model
 
 
-def parse_file(path: Path) -> object:
-    """The parse `survives` runs in a child (module level, so a spawned child imports it)."""
-    return load_raw(path.read_bytes(), "booster", path.name)
+def parse_file(path: Path) -> bytes:
+    """The user's file parsed in a child (`canonical`), written back as XGBoost's own UBJ."""
+    return bytes(load_raw(path.read_bytes(), "booster", path.name).save_raw("ubj"))
 
 
 _KINDS = frozenset({"XGBModel", "Booster"})  # the native Booster and its sklearn wrappers
@@ -111,8 +111,8 @@ class XGBoostFlavor:
         raw = path.read_bytes()
         if suffix == ".json":
             _check_json(path, raw)
-        survives(parse_file, path, "XGBoost")  # damaged UBJ can crash libxgboost
-        return load_raw(raw, "booster", path.name)
+        # Damaged UBJ can crash libxgboost: only a child parses the user's bytes.
+        return load_raw(canonical(parse_file, path, "XGBoost"), "booster", path.name)
 
     def save(self, model: object, directory: Path, *, trust: bool) -> Saved:
         booster = booster_of(model)

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from shipyard.core.errors import InvalidArgument
-from shipyard.runtimes.probe import survives
+from shipyard.runtimes import probe
+from shipyard.runtimes.probe import canonical
 
 
-def crash(path: Path) -> object:
+def crash(path: Path) -> bytes:
     os.kill(os.getpid(), signal.SIGSEGV)  # what libxgboost did on a damaged UBJ file
-    return None
+    return b""
 
 
-def refuse(path: Path) -> object:
-    raise ValueError("not a model")
+def refuse(path: Path) -> bytes:
+    raise InvalidArgument(f"{path.name} is not a model", details={"path": path.name})
 
 
-def accept(path: Path) -> object:
-    return path.read_bytes()
+def foreign(path: Path) -> bytes:
+    raise ValueError("a library's own error")
+
+
+def hang(path: Path) -> bytes:
+    time.sleep(60)
+    return b""
+
+
+def rewrite(path: Path) -> bytes:
+    return path.read_bytes().upper() * 100_000  # larger than a pipe's buffer
 
 
 def test_a_crashing_parser_is_refused_with_a_clear_error(tmp_path: Path) -> None:
@@ -31,11 +42,29 @@ def test_a_crashing_parser_is_refused_with_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(
         InvalidArgument, match=r"model.ubj: the XGBoost parser crashed on this file \(signal 11\)"
     ):
-        survives(crash, model, "XGBoost")
+        canonical(crash, model, "XGBoost")
+    assert model.read_bytes() == b"\x00" * 10
 
 
-def test_parsers_that_raise_or_succeed_pass_through(tmp_path: Path) -> None:
+def test_the_childs_refusal_is_raised_here_unchanged(tmp_path: Path) -> None:
     model = tmp_path / "model.txt"
     model.write_text("tree")
-    survives(accept, model, "LightGBM")
-    survives(refuse, model, "LightGBM")  # the caller's own parse reports the error
+    with pytest.raises(InvalidArgument, match="^model.txt is not a model$") as caught:
+        canonical(refuse, model, "LightGBM")
+    assert caught.value.details == {"path": "model.txt"}
+    with pytest.raises(InvalidArgument, match=r"model.txt: could not be read \(ValueError\)"):
+        canonical(foreign, model, "LightGBM")
+
+
+def test_a_hanging_parser_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe, "PROBE_TIMEOUT_S", 1.0)
+    model = tmp_path / "model.txt"
+    model.write_text("tree")
+    with pytest.raises(InvalidArgument, match="the LightGBM parser did not finish in 1 s"):
+        canonical(hang, model, "LightGBM")
+
+
+def test_the_parent_gets_the_childs_bytes_not_the_files(tmp_path: Path) -> None:
+    model = tmp_path / "model.txt"
+    model.write_text("tree")
+    assert canonical(rewrite, model, "LightGBM") == b"TREE" * 100_000
