@@ -14,9 +14,11 @@ fails (test_rollout_gates_e2e). Each variant serves at least 50 requests per win
 candidate requests at the 20 % step with 20 were too few for such bursts). The predictions
 gate tests at 1e-6: a run judges ~80 windows of the same distribution, and at the shared
 policy's 0.001 one of them falls by chance in ~8 % of runs (a CI run saw it: p=0.00025).
-The steps are 25 -> 50 -> 100 % on 3 s windows: with 20 % on 2 s ones, a CI run's traffic
-(~25 requests a second per deployment beside another end-to-end file) left one deployment's
-candidate short of its 50 requests for five windows."""
+The steps are 25 -> 50 -> 100 %. Windows last at least 3 s, longer when the machine serves
+fewer requests: the test measures the clients' rate first and sizes windows so the 25 % step
+gets its 50 candidate requests within half the controller's wait. Fixed 3 s windows left
+deployments short of them for five windows (a rollback) on a CI machine half as fast, where
+20 deployments shared ~250 requests a second."""
 
 from __future__ import annotations
 
@@ -35,19 +37,20 @@ from serve_support import open_registry, running
 from test_rollout_e2e import DATA_PLANE, SumModel, fast_env
 from test_rollout_e2e import POLICY as SHARED_POLICY
 
-from shipyard.rollouts.controller import Controller
+from shipyard.rollouts.controller import WAIT_FACTOR, Controller
 from shipyard.rollouts.deployments import Deployments
-from shipyard.rollouts.policy import LatencyGate, PredictionGate
+from shipyard.rollouts.policy import LatencyGate, Policy, PredictionGate
 from shipyard.rollouts.progress import Rollout, Rollouts, RolloutState
 
 pytestmark = pytest.mark.slow
 DEPLOYMENTS = [f"d{i:02d}" for i in range(20)]
 CLIENTS = 4
-LIVENESS = 120.0
+LIVENESS = 180.0
 MAX_REQUESTS = 50_000  # per client
-# The shared e2e policy's gates (error rate, latency, predictions), with steps and windows
-# that let 20 deployments' traffic fill each window on a busy machine, and a latency tolerance
-# for this machine.
+RATE_SAMPLE_S = 2.0
+# The shared e2e policy's gates (error rate, latency, predictions), with steps that let 20
+# deployments' traffic fill each window on a busy machine (`window_s` is sized by
+# `policy_for`), and a latency tolerance for this machine.
 POLICY = SHARED_POLICY.model_copy(
     update={
         "steps": (25, 50, 100),
@@ -89,6 +92,10 @@ class Clients:
                 with self._lock:
                     self.answers[answer] += 1
 
+    def answered(self) -> int:
+        with self._lock:
+            return sum(self.answers.values())
+
     def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
@@ -98,6 +105,23 @@ class Clients:
         self._stop.set()
         for thread in self._threads:
             thread.join(15)
+
+
+def policy_for(rate: float) -> Policy:
+    """POLICY with windows long enough for `rate` requests a second over all deployments: the
+    controller waits up to WAIT_FACTOR windows for a step's minimum, and the first step's
+    candidate gets 1/len(DEPLOYMENTS) of the traffic times its weight."""
+    share = rate / len(DEPLOYMENTS) * POLICY.steps[0] / 100
+    needed_s = POLICY.min_requests / max(share, 1e-9)
+    window_s = max(POLICY.window_s, 2 * needed_s / WAIT_FACTOR)
+    return POLICY.model_copy(update={"window_s": round(window_s, 1)})
+
+
+def measured_rate(load: Clients) -> float:
+    """Answers a second over all deployments, measured for RATE_SAMPLE_S."""
+    before = load.answered()
+    time.sleep(RATE_SAMPLE_S)
+    return (load.answered() - before) / RATE_SAMPLE_S
 
 
 async def _until_all_done(rollouts: Rollouts, controller: Controller) -> list[Rollout]:
@@ -133,8 +157,9 @@ def test_twenty_healthy_canaries_are_all_promoted(tmp_path: Path, database_url: 
             while load.answers[(200, "scorer:1")] < 200:  # every route is up and answering
                 assert time.monotonic() < deadline, load.answers
                 time.sleep(0.1)
+            policy = policy_for(measured_rate(load))
             for name in DEPLOYMENTS:
-                deployments.deploy(name, "scorer:2", strategy="canary", policy=POLICY)
+                deployments.deploy(name, "scorer:2", strategy="canary", policy=policy)
             ended = asyncio.run(_until_all_done(rollouts, Controller(rollouts, tick_s=0.2)))
         failed = {
             r.deployment: [d.reason for d in r.decisions]
