@@ -14,6 +14,7 @@ import nats
 import orjson
 import pytest
 import redis
+from sqlalchemy import insert, select
 from typer.testing import CliRunner, Result
 
 from shipyard.cli import app
@@ -27,7 +28,10 @@ from shipyard.monitoring.eventlog import (
 )
 from shipyard.monitoring.eventlog.nats_stream import NatsStreamSink
 from shipyard.monitoring.eventlog.redis_stream import RedisStreamSink
+from shipyard.monitoring.feedback import key_digest
 from shipyard.storage.database import Database
+from shipyard.storage.deployments_table import FeedbackRow, PredictionRow
+from shipyard.storage.tables import utcnow
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NATS_URL = "nats://127.0.0.1:4222"
@@ -121,8 +125,49 @@ def test_erase_removes_one_subject_from_every_store(env: Env) -> None:
     assert sorted(left["request_id"]) == ["ben-1", "cat-3"]
     again = env.run("erase", "--key", "ann", *env.streams(), "--json")
     assert orjson.loads(again.stdout)["removed"] == {
-        "parquet": 0, "table": 0, "redis": 0, "nats": 0,
+        "parquet": 0, "table": 0, "predictions": 0, "redis": 0, "nats": 0,
     }  # fmt: skip
+
+
+def _record(env: Env, request_id: str, key: str, feedback: int | None) -> None:
+    """A deployment's recorded prediction carrying `key`'s digest, and its ground truth."""
+    digest = key_digest(load_or_create_key(env.home), key)
+    with Database(env.database_url) as db, db.write() as session:
+        session.execute(insert(PredictionRow), [{
+            "request_id": request_id, "deployment": "d", "revision": 1, "model": "fraud",
+            "version": 1, "at": utcnow(), "output": 1, "key": digest,
+        }])  # fmt: skip
+        if feedback is not None:
+            row = {"request_id": request_id, "value": feedback, "at": utcnow(), "actor": "t"}
+            session.execute(insert(FeedbackRow), [row])
+
+
+def _recorded(env: Env) -> tuple[list[str], list[str]]:
+    with Database(env.database_url) as db, db.read() as session:
+        predictions = session.scalars(select(PredictionRow.request_id)).all()
+        feedback = session.scalars(select(FeedbackRow.request_id)).all()
+    return sorted(predictions), sorted(feedback)
+
+
+def test_erase_removes_the_subjects_recorded_predictions_and_their_feedback(env: Env) -> None:
+    """Feedback by business key keeps the key's digest beside each deployment prediction:
+    erasure reaches those rows and the ground truth given for them, under either spelling of
+    an integral id (logged from an int or a float column)."""
+    _record(env, "r-1", "1234", feedback=1)
+    _record(env, "r-2", "1234.0", feedback=None)
+    _record(env, "r-3", "5678", feedback=0)
+    result = env.run("erase", "--key", "1234", "--json")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["removed"] == {"parquet": 0, "table": 0, "predictions": 3}
+    assert _recorded(env) == (["r-3"], ["r-3"])
+
+
+def test_erase_of_an_integral_id_finds_events_logged_from_a_float_column(env: Env) -> None:
+    _log(env, [1234.0, 1234, 99])  # type: ignore[list-item]
+    result = env.run("erase", "--key", "1234", "--json")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["removed"]["parquet"] == 2
+    assert list(read_events(env.home)["request_id"]) == ["99-2"]
 
 
 def test_erase_of_an_unknown_key_removes_0(env: Env) -> None:
@@ -145,7 +190,7 @@ def test_prune_removes_old_events_from_every_store(env: Env) -> None:
     _log(env, ["new1"])
     result = env.run("prune", "--older-than", "30d", "--json")
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.stdout)["removed"] == {"parquet": 2, "table": 2}
+    assert orjson.loads(result.stdout)["removed"] == {"parquet": 2, "table": 2, "predictions": 0}
     assert list(read_events(env.home)["request_id"]) == ["new1-0"]
 
 

@@ -26,6 +26,7 @@ from shipyard.monitoring.eventlog import (
 )
 from shipyard.monitoring.eventlog.privacy import parse_key
 from shipyard.monitoring.eventlog.retention import Store
+from shipyard.rollouts.observations import ObservedPredictions
 from shipyard.storage.database import Database
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -124,7 +125,11 @@ def _stores(
     nats: str | None,
     nats_stream: str,
 ) -> list[Store]:
-    stores: list[Store] = [ParquetStore(settings.home), TableSink(database)]
+    stores: list[Store] = [
+        ParquetStore(settings.home),
+        TableSink(database),
+        ObservedPredictions(database),
+    ]
     if redis is not None:
         from shipyard.monitoring.eventlog.redis_stream import RedisStreamSink
 
@@ -167,7 +172,8 @@ def logs_prune(
     nats_stream: NatsStreamOption = "SHIPYARD_EVENTS",
     json: JsonOption = False,
 ) -> None:
-    """Delete every logged event older than the period (Parquet, table, streams)."""
+    """Delete every logged event older than the period (Parquet, table, the deployments'
+    recorded predictions with their feedback, streams)."""
     age = parse_age(older_than)
     settings = Settings()
     with Database(settings.resolved_database_url, timeout_s=settings.database_timeout_s) as db:
@@ -197,7 +203,10 @@ def logs_erase(
     nats_stream: NatsStreamOption = "SHIPYARD_EVENTS",
     json: JsonOption = False,
 ) -> None:
-    """Erase every record of one subject from every store and print how many each removed."""
+    """Erase every record of one subject from every store and print how many each removed.
+
+    Stores: the Parquet log, the table sink, the predictions deployments recorded under the
+    key (with their feedback), and the streams given."""
     settings = Settings()
     secret = parse_key(hash_key) if hash_key is not None else load_or_create_key(settings.home)
     with Database(settings.resolved_database_url, timeout_s=settings.database_timeout_s) as db:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.core.errors import Conflict, InvalidArgument
-from shipyard.monitoring.eventlog.privacy import digest
+from shipyard.monitoring.eventlog.privacy import canonical_key, digest
 from shipyard.storage.database import Database
 from shipyard.storage.deployments_table import FeedbackRow, PredictionRow
 from shipyard.storage.tables import utcnow
@@ -45,7 +45,6 @@ Value = bool | int | float | str
 REQUEST_ID = re.compile(r"[!-~]{1,128}")
 # A business key: any text without control characters.
 KEY = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
-_INTEGRAL = re.compile(r"(-?\d+)\.0")
 MAX_VALUE_CHARS = 200
 # Bounds one transaction and the size of its `IN (...)` lists on every backend.
 MAX_BATCH = 10_000
@@ -77,10 +76,8 @@ class FeedbackOutcome:
 
 
 def key_digest(hash_key: bytes, key: str) -> str:
-    """What the data plane stores for a business key: a keyed digest of its text, where an
-    integral float ("1234.0", an id read from a float column) counts as the integer."""
-    integral = _INTEGRAL.fullmatch(key)
-    return digest(hash_key, integral.group(1) if integral else key)
+    """What the data plane stores for a business key: a keyed digest of its canonical text."""
+    return digest(hash_key, canonical_key(key))
 
 
 def _name(item: Item) -> str:

@@ -126,17 +126,42 @@ def prune(database: Database, older_than: datetime) -> dict[str, int]:
     than that whose prediction is gone. Returns the rows deleted per table."""
     with database.write() as session:
         stats = session.execute(delete(RouteStatsRow).where(RouteStatsRow.at < older_than))
-        predictions = session.execute(delete(PredictionRow).where(PredictionRow.at < older_than))
-        orphaned = delete(FeedbackRow).where(
-            FeedbackRow.at < older_than,
-            FeedbackRow.request_id.not_in(select(PredictionRow.request_id)),
-        )
-        feedback = session.execute(orphaned)
-        return {
-            "route_stats": _count(stats),
-            "predictions": _count(predictions),
-            "feedback": _count(feedback),
-        }
+        predictions, feedback = _prune_predictions(session, older_than)
+        return {"route_stats": _count(stats), "predictions": predictions, "feedback": feedback}
+
+
+def _prune_predictions(session: Session, older_than: datetime) -> tuple[int, int]:
+    predictions = session.execute(delete(PredictionRow).where(PredictionRow.at < older_than))
+    orphaned = delete(FeedbackRow).where(
+        FeedbackRow.at < older_than,
+        FeedbackRow.request_id.not_in(select(PredictionRow.request_id)),
+    )
+    return _count(predictions), _count(session.execute(orphaned))
+
+
+class ObservedPredictions:
+    """The predictions data planes recorded for deployments (with the business key's digest,
+    when one is configured) and the feedback given for them, as one store of the prediction
+    log's retention: `shipyard logs prune` and `shipyard logs erase --key` reach them too."""
+
+    name = "predictions"
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def prune(self, before: datetime) -> int:
+        """Predictions and feedback rows older than `before` (feedback once its prediction is
+        gone)."""
+        with self.database.write() as session:
+            return sum(_prune_predictions(session, before))
+
+    def erase(self, subject: str) -> int:
+        """Rows of the predictions carrying the key digest `subject`, and their feedback."""
+        keyed = select(PredictionRow.request_id).where(PredictionRow.key == subject)
+        with self.database.write() as session:
+            feedback = session.execute(delete(FeedbackRow).where(FeedbackRow.request_id.in_(keyed)))
+            predictions = session.execute(delete(PredictionRow).where(PredictionRow.key == subject))
+            return _count(feedback) + _count(predictions)
 
 
 def _count(result: Any) -> int:

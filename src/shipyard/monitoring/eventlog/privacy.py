@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import secrets
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -27,11 +28,27 @@ log = logging.getLogger(__name__)
 DIGEST_BYTES = 16  # 128 bits: collision-free for any realistic number of subjects
 KEY_FILE = "events/.hash-key"
 _MIN_KEY_BYTES = 16
+_INTEGRAL = re.compile(r"(-?\d+)\.0")
+_WHOLE = re.compile(r"-?\d+")
 
 
 def digest(key: bytes, value: object) -> str:
     """The stored stand-in for a raw value: keyed BLAKE2b of its text, hex."""
     return hashlib.blake2b(str(value).encode(), key=key, digest_size=DIGEST_BYTES).hexdigest()
+
+
+def canonical_key(key: str) -> str:
+    """A business key as digested for feedback: an integral float ("1234.0", an id read from a
+    float column) counts as the integer ("1234")."""
+    integral = _INTEGRAL.fullmatch(key)
+    return integral.group(1) if integral else key
+
+
+def key_spellings(key: str) -> tuple[str, ...]:
+    """Every text one subject's key may have been stored under: "1234" and "1234.0" (the log
+    digests a subject column's value as it came, an int or a float)."""
+    plain = canonical_key(key)
+    return (plain, f"{plain}.0") if _WHOLE.fullmatch(plain) else (key,)
 
 
 def load_or_create_key(home: Path) -> bytes:

@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.core.errors import InvalidArgument, ShipyardError
-from shipyard.monitoring.eventlog.privacy import digest
+from shipyard.monitoring.eventlog.privacy import digest, key_spellings
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def erase(stores: Sequence[Store], key: str, hash_key: bytes) -> Removal:
     """Delete every record of the subject whose business key is `key`."""
     if not key:
         raise InvalidArgument("the key to erase must not be empty")
-    subject = digest(hash_key, key)
-    return _each(stores, lambda store: store.erase(subject))
+    subjects = [digest(hash_key, spelling) for spelling in key_spellings(key)]
+    return _each(stores, lambda store: sum(store.erase(subject) for subject in subjects))
 
 
 def _each(stores: Sequence[Store], action: _Action) -> Removal:
