@@ -47,6 +47,8 @@ def column_kind(column: pd.Series) -> str | None:
 
 
 def numeric_values(column: pd.Series) -> Floats:
+    if column.dtype == np.float64:  # the common case: numpy's own array, no copy
+        return np.asarray(column.to_numpy(), dtype=np.float64)
     # A window column of the wrong type is coerced: unparseable values count as missing.
     if not ptypes.is_numeric_dtype(column.dtype) or ptypes.is_bool_dtype(column.dtype):
         column = pd.to_numeric(column, errors="coerce")

@@ -17,6 +17,8 @@ from shipyard.monitoring.profiles import Floats, Ints, NumericProfile, cell_coun
 from shipyard.monitoring.pvalues import anderson_darling_sf, chi2_sf
 from shipyard.monitoring.result import FeatureDrift
 
+_QUARTILES = np.array([0.25, 0.5, 0.75])
+
 
 class NumericWindow:
     """Bounded state of one numeric feature in a window: counts per reference cell."""
@@ -24,6 +26,7 @@ class NumericWindow:
     def __init__(self, profile: NumericProfile) -> None:
         self.profile = profile
         self.counts: Ints = np.zeros(profile.cuts.size + 1, dtype=np.int64)
+        self.n_valid = 0  # counts.sum(), kept as it grows (result reads it often)
         self.n_missing = 0
         self.low = math.inf
         self.high = -math.inf
@@ -35,23 +38,23 @@ class NumericWindow:
             return
         ordered = np.sort(finite)
         self.counts += cell_counts_of(self.profile.cuts, ordered)
+        self.n_valid += int(finite.size)
         self.low = min(self.low, float(ordered[0]))
         self.high = max(self.high, float(ordered[-1]))
 
-    @property
-    def n_valid(self) -> int:
-        return int(self.counts.sum())
-
     def quantile(self, q: float) -> float:
         """Window quantile, interpolated inside reference cells (outer cells end at min/max)."""
+        return float(self.quantiles(np.array([q]))[0])
+
+    def quantiles(self, qs: Floats) -> Floats:
         if self.n_valid == 0:
-            return float("nan")
+            return np.full(qs.shape, np.nan)
         cuts = self.profile.cuts
         if cuts.size == 0:  # the reference had no values: one cell spanning the window
-            return self.low + q * (self.high - self.low)
+            return self.low + qs * (self.high - self.low)
         edges = np.concatenate(([min(self.low, cuts[0])], cuts, [max(self.high, cuts[-1])]))
         cum = np.concatenate(([0], np.cumsum(self.counts))).astype(np.float64)
-        return float(np.interp(q * self.n_valid, cum, edges))
+        return np.interp(qs * self.n_valid, cum, edges)
 
 
 def anderson_darling(ref: Ints, win: Ints) -> float:
@@ -103,11 +106,12 @@ def _fmt(x: float) -> str:
 
 
 def _summary(profile: NumericProfile, window: NumericWindow, ref_n: int, win_n: int) -> str:
+    (ref_q1, ref_median, ref_q3), (q1, median, q3) = (
+        x.quantiles(_QUARTILES) for x in (profile, window)
+    )
     parts = [
-        f"median {_fmt(profile.quantile(0.5))} → {_fmt(window.quantile(0.5))}",
-        "IQR "
-        f"{_fmt(profile.quantile(0.75) - profile.quantile(0.25))} → "
-        f"{_fmt(window.quantile(0.75) - window.quantile(0.25))}",
+        f"median {_fmt(ref_median)} → {_fmt(median)}",
+        f"IQR {_fmt(ref_q3 - ref_q1)} → {_fmt(q3 - q1)}",
     ]
     below, above = int(window.counts[0]), int(window.counts[-1])
     if profile.n_valid and (below or above):

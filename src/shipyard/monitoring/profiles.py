@@ -15,6 +15,7 @@ CategoricalProfile keeps the TOP_K most frequent categories exactly and pools th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +33,8 @@ class NumericProfile:
     cum: Ints  # cum[i] = #{x <= cuts[i]}; cum[0] == 0, cum[-1] == n_valid
     n_missing: int
 
-    @property
+    # Cached: a check reads them once per feature and window (the profile never changes).
+    @cached_property
     def n_valid(self) -> int:
         return int(self.cum[-1]) if self.cum.size else 0
 
@@ -52,9 +54,16 @@ class NumericProfile:
 
     def cell_counts(self) -> Ints:
         """Reference counts in the cells (-inf, t_0], (t_0, t_1], ..., (t_K, inf)."""
+        return self._cell_counts
+
+    @cached_property
+    def _cell_counts(self) -> Ints:
         if self.cum.size == 0:
-            return np.zeros(1, dtype=np.int64)
-        return np.diff(self.cum, prepend=0, append=self.cum[-1]).astype(np.int64)
+            counts = np.zeros(1, dtype=np.int64)
+        else:
+            counts = np.diff(self.cum, prepend=0, append=self.cum[-1]).astype(np.int64)
+        counts.flags.writeable = False  # shared by every check
+        return counts
 
     def minimum(self) -> float:
         """The smallest reference value: the first cut some values reach (quantile(0) would
@@ -65,9 +74,12 @@ class NumericProfile:
 
     def quantile(self, q: float) -> float:
         """Quantile by linear interpolation inside the cell (nan when there are no values)."""
+        return float(self.quantiles(np.array([q]))[0])
+
+    def quantiles(self, qs: Floats) -> Floats:
         if self.n_valid == 0:
-            return float("nan")
-        return float(np.interp(q * self.n_valid, self.cum, self.cuts))
+            return np.full(qs.shape, np.nan)
+        return np.interp(qs * self.n_valid, self.cum, self.cuts)
 
     def merge(self, other: NumericProfile) -> NumericProfile:
         if other.n_valid == 0 or self.n_valid == 0:

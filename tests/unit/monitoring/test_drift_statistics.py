@@ -10,6 +10,8 @@ import pytest
 from scipy import stats
 
 from shipyard.monitoring import DriftDetector
+from shipyard.monitoring.categorical import category_counts
+from shipyard.monitoring.multivariate import MultivariateProfile
 from shipyard.monitoring.numeric import (
     NumericWindow,
     anderson_darling,
@@ -116,3 +118,40 @@ def test_chi2_sf_matches_scipy() -> None:
 def test_holm_adjusts_step_down_and_stays_monotone() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []
+
+
+def test_missing_and_infinite_joint_values_count_as_the_reference_mean() -> None:
+    """The multivariate test reads a missing or infinite value as the reference mean of its
+    column; a window without any is left exactly as it is."""
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(400, 3))
+    profile = MultivariateProfile.fit(["a", "b", "c"], reference)
+    assert profile is not None
+    window = rng.normal(size=(50, 3))
+    holes = window.copy()
+    holes[0, 0], holes[1, 1], holes[2, 2] = np.nan, np.inf, -np.inf
+    filled = holes.copy()
+    for row, column in ((0, 0), (1, 1), (2, 2)):
+        filled[row, column] = profile.center[column]
+    np.testing.assert_allclose(profile.errors(holes), profile.errors(filled))
+    assert np.isfinite(profile.errors(holes)).all()
+    untouched = window.copy()
+    profile.errors(window)
+    np.testing.assert_array_equal(window, untouched)  # the caller's matrix is not modified
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        (pd.Series(["b", None, "a", "b"], dtype="string[pyarrow]"), (["b", "a"], [2, 1], 1)),
+        (pd.Series([True, None, True], dtype=object), (["True"], [2], 1)),
+        (pd.Series([1, 1.0, "x", float("nan")], dtype=object), (["1", "x"], [2, 1], 1)),
+        # Unused categories get no key (the reference's profile would keep them as zeros).
+        (pd.Series(pd.Categorical(["a", None], categories=["a", "z"])), (["a"], [1], 1)),
+        (pd.Series([], dtype=object), ([], [], 0)),
+    ],
+)
+def test_category_counts_per_dtype(
+    column: pd.Series, expected: tuple[list[str], list[int], int]
+) -> None:
+    assert category_counts(column) == expected
