@@ -179,9 +179,15 @@ def test_alias_compare_and_set_conflicts_change_nothing(
         registry.set_alias("fraud", "production", 1, expected=None)
     with pytest.raises(Conflict, match="does not exist"):
         registry.set_alias("fraud", "canary", 1, expected=2)
+    with pytest.raises(Conflict, match="^alias 'production' of 'fraud' points at 3, expected 2$"):
+        registry.delete_alias("fraud", "production", expected=2)
     assert registry.revision() == revision and len(registry.alias_history("fraud")) == 1
+    assert registry.get_model("fraud").aliases == {"production": 3}
     with pytest.raises(InvalidArgument):
         registry.set_alias("fraud", "production", 1, expected="3")
+    with pytest.raises(InvalidArgument):
+        registry.delete_alias("fraud", "production", expected=0)
+    assert registry.delete_alias("fraud", "production", expected=3).previous == 3
     with pytest.raises(InvalidArgument):
         registry.set_alias("fraud", "1abc", 1)
 

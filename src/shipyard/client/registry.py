@@ -135,8 +135,11 @@ class Registry:
         """Point `alias` at `version`; with `expected`, only if it still points there."""
         return self._store.set_alias(name, alias, version, expected=expected, reason=reason)
 
-    def delete_alias(self, name: str, alias: str, *, reason: str | None = None) -> AliasMove:
-        return self._store.delete_alias(name, alias, reason=reason)
+    def delete_alias(
+        self, name: str, alias: str, *, expected: int | None = None, reason: str | None = None
+    ) -> AliasMove:
+        """Remove `alias`; with `expected`, only if it still points at that version."""
+        return self._store.delete_alias(name, alias, expected=expected, reason=reason)
 
     def archive(self, name: str, version: int | None = None, *, reason: str | None = None) -> None:
         """Archive one version, or the whole model when no version is given."""

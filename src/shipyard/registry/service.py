@@ -162,15 +162,23 @@ class Registry(RegistryReader):
             current.updated_at = utcnow()
             return self._moved(session, model, alias, version, previous, reason)
 
-    def delete_alias(self, name: str, alias: str, *, reason: str | None = None) -> AliasMove:
+    def delete_alias(
+        self, name: str, alias: str, *, expected: int | None = None, reason: str | None = None
+    ) -> AliasMove:
+        """Remove `alias`; with `expected`, only if it points at that version (else Conflict),
+        judged under the model's lock so no move can slip in between."""
         check_name(name)
         check_alias(alias)
+        if expected is not None:
+            _check_expected(expected)
         checks.check_text(reason, "reason")
         with self.database.write() as session:
             model = queries.require_model(session, name, lock=True)
             current = queries.find_alias(session, model, alias)
             if current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}")
+            if expected is not None:
+                _compare(name, alias, current.version, expected)
             session.delete(current)
             return self._moved(session, model, alias, None, current.version, reason)
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.auth.scopes import Scope
-from shipyard.core.errors import Conflict, NotFound, PermissionDenied
-from shipyard.core.refs import check_alias, check_name
+from shipyard.core.errors import PermissionDenied
+from shipyard.core.refs import check_name
 from shipyard.packaging.register import Registration, register_model
 from shipyard.registry import service
 from shipyard.runtimes.flavors import flavor_for_file, get_flavor
@@ -133,15 +133,8 @@ def delete_alias(
     expected: Annotated[int | None, Query(ge=1)] = None,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> AliasMoveOut:
-    check_name(name)
-    check_alias(alias)
-    if expected is not None:
-        current = caller.registry.get_model(name).aliases.get(alias)
-        if current is None:
-            raise NotFound(f"alias {alias!r} of {name!r} not found")
-        if current != expected:
-            raise Conflict(f"alias {alias!r} of {name!r} points at {current}, expected {expected}")
-    return AliasMoveOut.of(caller.registry.delete_alias(name, alias, reason=reason))
+    move = caller.registry.delete_alias(name, alias, expected=expected, reason=reason)
+    return AliasMoveOut.of(move)
 
 
 @router.get("/ledger", response_model=list[LedgerOut])
