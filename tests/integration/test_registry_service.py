@@ -286,3 +286,22 @@ def test_a_candidate_stays_out_of_latest_until_released(
     with pytest.raises(InvalidArgument, match="stage must be one of"):
         registry.set_stage("fraud", 2, "golden")
     assert registry.get_version("fraud", 2).stage is None
+
+
+def test_as_actor_records_changes_under_that_actor_only(
+    registry: Registry, model_file: Path
+) -> None:
+    _register(registry, model_file)
+    ann = registry.as_actor("ann")
+    ann.set_alias("fraud", "production", 1)
+    _register(ann, model_file)
+    registry.set_alias("fraud", "staging", 1)
+    actors = [(e.action, e.actor) for e in registry.ledger(model="fraud")]
+    assert actors[-3:] == [
+        ("alias.set", "ann"),
+        ("version.registered", "ann"),
+        ("alias.set", registry.actor),
+    ]
+    assert registry.actor != "ann"
+    with pytest.raises(InvalidArgument):
+        registry.as_actor("")

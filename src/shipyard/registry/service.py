@@ -8,6 +8,8 @@ the version made READY, so a READY version always has every blob durably stored.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import getpass
 import socket
 from collections.abc import Mapping
@@ -72,6 +74,14 @@ class Registry(RegistryReader):
         self.actor = checks.check_actor(actor if actor is not None else _default_actor())
         self._registration = Registration(database, blobs, self.actor, socket.gethostname())
         fail_interrupted(database, actor=self.actor, host=self._registration.host)
+
+    def as_actor(self, actor: str) -> Registry:
+        """This registry recording changes as `actor`: a shallow copy on the same database and
+        blob store (a new Registry would rerun the recovery of interrupted registrations)."""
+        clone = copy.copy(self)
+        clone.actor = checks.check_actor(actor)
+        clone._registration = dataclasses.replace(self._registration, actor=clone.actor)
+        return clone
 
     @classmethod
     def open(

@@ -6,8 +6,6 @@ calling key (`key:<id>`), so the ledger says which key made each change.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +14,6 @@ from fastapi import Request
 
 from shipyard.auth.audit import AuditLog
 from shipyard.auth.keys import ApiKey, KeyStore
-from shipyard.registry import checks
 from shipyard.registry.service import Registry
 from shipyard.rollouts.deployments import Deployments
 from shipyard.rollouts.progress import Rollouts
@@ -53,12 +50,8 @@ class Services:
 
 
 def acting_as(registry: Registry, actor: str) -> Registry:
-    """`registry` recording changes as `actor`. A shallow copy: same database and blob store;
-    constructing a new Registry would rerun its recovery of interrupted registrations."""
-    clone = copy.copy(registry)
-    clone.actor = checks.check_actor(actor)
-    clone._registration = dataclasses.replace(registry._registration, actor=clone.actor)
-    return clone
+    """`registry` recording changes as `actor` (see Registry.as_actor)."""
+    return registry.as_actor(actor)
 
 
 @dataclass(frozen=True, slots=True)
