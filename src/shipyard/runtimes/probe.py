@@ -38,11 +38,12 @@ def canonical(parse: Callable[[Path], bytes], path: Path, what: str) -> bytes:
         reply = None
     finally:
         receiver.close()
-    child.join(None if reply is not None else 5.0)
-    if child.is_alive():
+    child.join(PROBE_TIMEOUT_S if reply is not None else 5.0)
+    if child.is_alive():  # hung parsing, or (with a reply) stuck on its way out
         child.kill()
         child.join()
-        raise _damaged(path, what, f"did not finish in {PROBE_TIMEOUT_S:.0f} s")
+        if reply is None:
+            raise _damaged(path, what, f"did not finish in {PROBE_TIMEOUT_S:.0f} s")
     if reply is None:
         code = child.exitcode or 0
         how = f"signal {-code}" if code < 0 else f"exit {code}"

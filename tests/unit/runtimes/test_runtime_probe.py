@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def foreign(path: Path) -> bytes:
 def hang(path: Path) -> bytes:
     time.sleep(60)
     return b""
+
+
+def linger(path: Path) -> bytes:
+    # Keeps the child from exiting for an hour: past pytest's faulthandler_timeout, so a
+    # caller that waited for it would fail the test, not pass it late.
+    threading.Thread(target=time.sleep, args=(3600,)).start()
+    return b"parsed"
 
 
 def rewrite(path: Path) -> bytes:
@@ -68,3 +76,12 @@ def test_the_parent_gets_the_childs_bytes_not_the_files(tmp_path: Path) -> None:
     model = tmp_path / "model.txt"
     model.write_text("tree")
     assert canonical(rewrite, model, "LightGBM") == b"TREE" * 100_000
+
+
+def test_a_child_that_answers_but_does_not_exit_is_killed_and_its_answer_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(probe, "PROBE_TIMEOUT_S", 1.0)
+    model = tmp_path / "model.txt"
+    model.write_text("tree")
+    assert canonical(linger, model, "LightGBM") == b"parsed"
