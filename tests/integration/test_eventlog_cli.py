@@ -164,9 +164,12 @@ def test_erase_removes_the_subjects_recorded_predictions_and_their_feedback(env:
 
 def test_erase_of_an_integral_id_finds_events_logged_from_a_float_column(env: Env) -> None:
     _log(env, [1234.0, 1234, 99])  # type: ignore[list-item]
-    result = env.run("erase", "--key", "1234", "--json")
+    result = env.run("erase", "--key", "1234", *env.streams(), "--json")
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout)["removed"]["parquet"] == 2
+    assert orjson.loads(result.stdout)["removed"] == {
+        "parquet": 2, "table": 2, "predictions": 0, "redis": 2, "nats": 2,
+    }  # fmt: skip
     assert list(read_events(env.home)["request_id"]) == ["99-2"]
 
 

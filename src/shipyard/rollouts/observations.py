@@ -17,6 +17,7 @@ only when the feedback is that same list. Give class labels as feedback for clas
 from __future__ import annotations
 
 import numbers
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -155,12 +156,14 @@ class ObservedPredictions:
         with self.database.write() as session:
             return sum(_prune_predictions(session, before))
 
-    def erase(self, subject: str) -> int:
-        """Rows of the predictions carrying the key digest `subject`, and their feedback."""
-        keyed = select(PredictionRow.request_id).where(PredictionRow.key == subject)
+    def erase(self, subjects: Collection[str]) -> int:
+        """Rows of the predictions carrying one of the key digests `subjects`, and their
+        feedback."""
+        carrying = PredictionRow.key.in_(subjects)
+        keyed = select(PredictionRow.request_id).where(carrying)
         with self.database.write() as session:
             feedback = session.execute(delete(FeedbackRow).where(FeedbackRow.request_id.in_(keyed)))
-            predictions = session.execute(delete(PredictionRow).where(PredictionRow.key == subject))
+            predictions = session.execute(delete(PredictionRow).where(carrying))
             return _count(feedback) + _count(predictions)
 
 

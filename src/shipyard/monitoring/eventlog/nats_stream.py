@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -143,8 +143,8 @@ class NatsStreamSink:
             await js.purge_stream(self.stream)
         return int(count_before - (await js.stream_info(self.stream)).state.messages)
 
-    def erase(self, subject: str) -> int:
-        return self._maintain(self._erase(subject))
+    def erase(self, subjects: Collection[str]) -> int:
+        return self._maintain(self._erase(subjects))
 
     def _maintain(self, coro: Coroutine[Any, Any, int]) -> int:
         try:
@@ -152,16 +152,16 @@ class NatsStreamSink:
         except (NatsError, OSError, TimeoutError) as exc:
             raise Unavailable(f"nats stream {self.stream}: {type(exc).__name__} {exc}") from exc
 
-    async def _erase(self, subject: str) -> int:
+    async def _erase(self, subjects: Collection[str]) -> int:
         js = await self._connected()
         removed = 0
-        for seq in await self._sequences(js, subject):
+        for seq in await self._sequences(js, subjects):
             if await js.delete_msg(self.stream, seq):
                 removed += 1
         return removed
 
-    async def _sequences(self, js: JetStreamContext, subject: str) -> list[int]:
-        """Stream sequences of the messages of `subject` (headers only, read once)."""
+    async def _sequences(self, js: JetStreamContext, subjects: Collection[str]) -> list[int]:
+        """Stream sequences of the messages of `subjects` (headers only, read once)."""
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.NONE,
@@ -177,7 +177,7 @@ class NatsStreamSink:
                 except NatsTimeout:
                     return found
                 for msg in msgs:
-                    if (msg.headers or {}).get(SUBJECT_HEADER) == subject:
+                    if (msg.headers or {}).get(SUBJECT_HEADER) in subjects:
                         found.append(msg.metadata.sequence.stream)
                 if msgs[-1].metadata.num_pending == 0:
                     return found

@@ -8,7 +8,7 @@ become visible within the sink's `max_age_s`, so run erasure again after that pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,10 +57,11 @@ class ParquetStore:
             if stale.stat().st_mtime < before.timestamp():
                 stale.unlink(missing_ok=True)
 
-    def erase(self, subject: str) -> int:
+    def erase(self, subjects: Collection[str]) -> int:
+        wanted = pa.array(sorted(subjects), pa.string())
         removed = 0
         for part in parts(self.home):
-            removed += _remove_rows(part, lambda t: pc.equal(t.column("subject"), subject))
+            removed += _remove_rows(part, lambda t: pc.is_in(t.column("subject"), wanted))
         return removed
 
 

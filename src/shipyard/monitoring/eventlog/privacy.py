@@ -48,7 +48,7 @@ def key_spellings(key: str) -> tuple[str, ...]:
     """Every text one subject's key may have been stored under: "1234" and "1234.0" (the log
     digests a subject column's value as it came, an int or a float)."""
     plain = canonical_key(key)
-    return (plain, f"{plain}.0") if _WHOLE.fullmatch(plain) else (key,)
+    return (plain, f"{plain}.0") if _WHOLE.fullmatch(plain) else (plain,)
 
 
 def load_or_create_key(home: Path) -> bytes:

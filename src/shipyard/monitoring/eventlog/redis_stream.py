@@ -8,7 +8,7 @@ trims by (`XTRIM MINID`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -56,10 +56,10 @@ class RedisStreamSink:
         with self._unavailable():
             return int(self._client.xtrim(self.stream, minid=minid, approximate=False))
 
-    def erase(self, subject: str) -> int:
+    def erase(self, subjects: Collection[str]) -> int:
         removed = 0
         with self._unavailable():
-            for entry_ids in self._scan(subject):
+            for entry_ids in self._scan(subjects):
                 removed += int(self._client.xdel(self.stream, *entry_ids))
         return removed
 
@@ -75,17 +75,17 @@ class RedisStreamSink:
         entries = _entries(self._client.xrange(self.stream, count=count))
         return [from_cloudevent(fields[b"event"]) for _id, fields in entries]
 
-    def _scan(self, subject: str) -> list[list[bytes]]:
-        """Ids of the entries of `subject`, in pages (collected first: XDEL while paging
+    def _scan(self, subjects: Collection[str]) -> list[list[bytes]]:
+        """Ids of the entries of `subjects`, in pages (collected first: XDEL while paging
         would be fine for XRANGE, but this keeps the loop simple and bounded by max_len)."""
         pages: list[list[bytes]] = []
         start: bytes | str = "-"
-        wanted = subject.encode()
+        wanted = {subject.encode() for subject in subjects}
         while True:
             entries = _entries(self._client.xrange(self.stream, min=start, count=_SCAN_COUNT))
             if not entries:
                 return pages
-            page = [entry_id for entry_id, fields in entries if fields.get(b"subject") == wanted]
+            page = [entry_id for entry_id, fields in entries if fields.get(b"subject") in wanted]
             if page:
                 pages.append(page)
             if len(entries) < _SCAN_COUNT:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -46,7 +46,9 @@ class Store(Protocol):
 
     def prune(self, before: datetime) -> int: ...
 
-    def erase(self, subject: str) -> int: ...
+    def erase(self, subjects: Collection[str]) -> int:
+        """Remove the records whose subject digest is any of `subjects` (one pass)."""
+        ...
 
 
 class _Action(Protocol):
@@ -91,8 +93,9 @@ def erase(stores: Sequence[Store], key: str, hash_key: bytes) -> Removal:
     """Delete every record of the subject whose business key is `key`."""
     if not key:
         raise InvalidArgument("the key to erase must not be empty")
-    subjects = [digest(hash_key, spelling) for spelling in key_spellings(key)]
-    return _each(stores, lambda store: sum(store.erase(subject) for subject in subjects))
+    # Every spelling at once: a store reads its whole log once per erase call.
+    subjects = frozenset(digest(hash_key, spelling) for spelling in key_spellings(key))
+    return _each(stores, lambda store: store.erase(subjects))
 
 
 def _each(stores: Sequence[Store], action: _Action) -> Removal:

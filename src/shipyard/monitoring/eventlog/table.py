@@ -6,7 +6,7 @@ on the indexed `at` / `subject` columns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,10 +61,10 @@ class TableSink:
             )
             return int(getattr(result, "rowcount", 0))
 
-    def erase(self, subject: str) -> int:
+    def erase(self, subjects: Collection[str]) -> int:
         with self.database.write() as session:
             result = session.execute(
-                delete(PredictionEventRow).where(PredictionEventRow.subject == subject)
+                delete(PredictionEventRow).where(PredictionEventRow.subject.in_(subjects))
             )
             return int(getattr(result, "rowcount", 0))
 
