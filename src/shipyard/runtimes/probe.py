@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.errors import InvalidArgument
+from shipyard.runtimes.base import unreadable
 
 PROBE_TIMEOUT_S = 120.0
+EXIT_GRACE_S = 5.0  # for a child to exit once it has answered or died
 
 
 def canonical(parse: Callable[[Path], bytes], path: Path, what: str) -> bytes:
@@ -29,7 +31,7 @@ def canonical(parse: Callable[[Path], bytes], path: Path, what: str) -> bytes:
     """
     context = multiprocessing.get_context("spawn")  # no fork: no inherited locks or threads
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_parse, args=(parse, path, sender), daemon=True)
+    child = context.Process(target=_parse, args=(parse, path, what, sender), daemon=True)
     child.start()
     sender.close()  # the child holds the only writer: a dead child reads as EOF here
     try:
@@ -38,7 +40,7 @@ def canonical(parse: Callable[[Path], bytes], path: Path, what: str) -> bytes:
         reply = None
     finally:
         receiver.close()
-    child.join(PROBE_TIMEOUT_S if reply is not None else 5.0)
+    child.join(EXIT_GRACE_S)  # it has answered, died, or run out of time
     if child.is_alive():  # hung parsing, or (with a reply) stuck on its way out
         child.kill()
         child.join()
@@ -62,12 +64,11 @@ def _damaged(path: Path, what: str, how: str) -> InvalidArgument:
     )
 
 
-def _parse(parse: Callable[[Path], bytes], path: Path, sender: Any) -> None:
+def _parse(parse: Callable[[Path], bytes], path: Path, what: str, sender: Any) -> None:
     try:
         reply: tuple[str, object] = ("ok", parse(path))
-    except InvalidArgument as exc:
-        reply = ("error", (exc.message, exc.details))
-    except Exception as exc:  # a parser's own error type: named, not trusted to pickle
-        reply = ("error", (f"{path.name}: could not be read ({type(exc).__name__})", {}))
+    except Exception as exc:  # a parser's own error type is named, not trusted to pickle
+        error = exc if isinstance(exc, InvalidArgument) else unreadable(path, what, exc)
+        reply = ("error", (error.message, error.details))
     sender.send(reply)
     sender.close()

@@ -108,9 +108,8 @@ class XGBoostFlavor:
         suffix = path.suffix.lower()
         if suffix not in SUFFIXES:
             raise InvalidArgument(f"{path.name}: XGBoost models are read from .json or .ubj files")
-        raw = path.read_bytes()
-        if suffix == ".json":
-            _check_json(path, raw)
+        if suffix == ".json":  # a readable refusal before a child is spawned
+            _check_json(path, path.read_bytes())
         # Damaged UBJ can crash libxgboost: only a child parses the user's bytes.
         return load_raw(canonical(parse_file, path, "XGBoost"), "booster", path.name)
 

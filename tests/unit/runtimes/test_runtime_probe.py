@@ -60,8 +60,12 @@ def test_the_childs_refusal_is_raised_here_unchanged(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="^model.txt is not a model$") as caught:
         canonical(refuse, model, "LightGBM")
     assert caught.value.details == {"path": "model.txt"}
-    with pytest.raises(InvalidArgument, match=r"model.txt: could not be read \(ValueError\)"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^model.txt is not a valid LightGBM file \(corrupt or truncated\?\): ValueError$",
+    ) as foreign_error:
         canonical(foreign, model, "LightGBM")
+    assert foreign_error.value.details == {"path": "model.txt", "format": "LightGBM"}
 
 
 def test_a_hanging_parser_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
